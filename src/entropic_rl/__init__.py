@@ -1,0 +1,24 @@
+"""entropic-rl: entropy-stabilised reinforcement learning of language models (EntroPIC)."""
+
+from entropic_rl.core import (
+    AGG_MODES,
+    PIController,
+    TargetSchedule,
+    agg_denominator,
+    aggregate,
+    policy_loss,
+    token_logprobs_and_entropy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AGG_MODES",
+    "PIController",
+    "TargetSchedule",
+    "__version__",
+    "agg_denominator",
+    "aggregate",
+    "policy_loss",
+    "token_logprobs_and_entropy",
+]

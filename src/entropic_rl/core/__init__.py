@@ -1,0 +1,15 @@
+"""Framework-free core: the controller, the losses and the entropy computation (torch only)."""
+
+from entropic_rl.core.controller import PIController, TargetSchedule
+from entropic_rl.core.entropy import token_logprobs_and_entropy
+from entropic_rl.core.losses import AGG_MODES, agg_denominator, aggregate, policy_loss
+
+__all__ = [
+    "AGG_MODES",
+    "PIController",
+    "TargetSchedule",
+    "agg_denominator",
+    "aggregate",
+    "policy_loss",
+    "token_logprobs_and_entropy",
+]

@@ -1,0 +1,97 @@
+"""Sampled-token log-probabilities and full-vocabulary entropy (ALGORITHMS.md, notation).
+
+    log p_t = log_softmax(logits_t / T),   lp_t = log p_t[y_t],   H_t = -sum_v p_t,v log p_t,v
+
+(the same H_t as ALGORITHMS.md's logsumexp(z) - sum_v softmax(z)_v z_v, written without the
+cancellation between two large terms).
+
+A naive implementation materialises the fp32 log-softmax of every token at once:
+4,096 tokens x 151,936 vocabulary entries is 2.5 GB per copy, and autograd keeps several
+copies. Here the tokens are processed in chunks, in the forward pass and again in the
+backward pass (which recomputes the softmax of a chunk instead of storing it), so at most a
+chunk's worth of fp32 work memory is alive at any time. The only full-size tensor created is
+the gradient of the logits, which autograd needs in any case.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Elements (tokens x vocabulary) of fp32 work memory per chunk when chunk_size is None:
+# 2**22 floats = 16 MiB, i.e. 27 tokens of a 151,936-entry vocabulary. Measured by
+# benchmarks/entropy_memory.py: larger chunks are no faster on CPU and cost more memory.
+DEFAULT_CHUNK_ELEMENTS = 2**22
+
+
+def token_logprobs_and_entropy(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each sampled token and the entropy of its full distribution.
+
+    Args:
+        logits: ``(..., V)`` raw logits, any floating dtype; work is done in fp32.
+        tokens: ``(...)`` sampled token ids, same leading shape as ``logits``.
+        temperature: the sampling temperature T; logits are divided by it.
+        chunk_size: tokens per chunk; ``None`` picks one from the vocabulary size.
+
+    Returns:
+        ``(log_probs, entropy)``, both fp32 with the shape of ``tokens``. Both are
+        differentiable with respect to ``logits``.
+    """
+    if logits.dim() < 1 or logits.shape[:-1] != tokens.shape:
+        raise ValueError(
+            f"tokens shape {tuple(tokens.shape)} must equal logits shape without the "
+            f"vocabulary dimension, got logits {tuple(logits.shape)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if chunk_size is None:
+        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(1, logits.shape[-1]))
+    elif chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    return _ChunkedLogProbEntropy.apply(logits, tokens, float(temperature), int(chunk_size))
+
+
+def _chunk_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.log_softmax(logits.float() / temperature, dim=-1)
+
+
+class _ChunkedLogProbEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, tokens, temperature, chunk_size):
+        flat_logits = logits.reshape(-1, logits.shape[-1])
+        flat_tokens = tokens.reshape(-1).long()
+        log_probs = torch.empty(flat_tokens.shape, dtype=torch.float32, device=logits.device)
+        entropy = torch.empty_like(log_probs)
+        for start in range(0, flat_tokens.numel(), chunk_size):
+            rows = slice(start, start + chunk_size)
+            log_p = _chunk_log_softmax(flat_logits[rows], temperature)
+            log_probs[rows] = log_p.gather(-1, flat_tokens[rows].unsqueeze(-1)).squeeze(-1)
+            entropy[rows] = -(log_p.exp() * log_p).sum(-1)
+        ctx.save_for_backward(logits, tokens)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        return log_probs.view(tokens.shape), entropy.view(tokens.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_log_probs, grad_entropy):
+        logits, tokens = ctx.saved_tensors
+        temperature = ctx.temperature
+        flat_logits = logits.reshape(-1, logits.shape[-1])
+        flat_tokens = tokens.reshape(-1).long()
+        grad_lp = grad_log_probs.reshape(-1, 1).float()
+        grad_h = grad_entropy.reshape(-1, 1).float()
+        grad_logits = torch.empty_like(flat_logits)
+        for start in range(0, flat_tokens.numel(), ctx.chunk_size):
+            rows = slice(start, start + ctx.chunk_size)
+            log_p = _chunk_log_softmax(flat_logits[rows], temperature)
+            probs = log_p.exp()
+            entropy = -(probs * log_p).sum(-1, keepdim=True)
+            # d lp_y / dz_j = 1[j = y] - p_j   and   dH / dz_j = -p_j (log p_j + H)
+            grad_z = -probs * (grad_lp[rows] + grad_h[rows] * (log_p + entropy))
+            grad_z.scatter_add_(-1, flat_tokens[rows].unsqueeze(-1), grad_lp[rows])
+            grad_logits[rows] = grad_z / temperature
+        return grad_logits.view_as(logits), None, None, None

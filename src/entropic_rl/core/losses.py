@@ -1,0 +1,171 @@
+"""PPO-clip policy loss with dual clip (ALGORITHMS.md §1) and the EntroPIC adjustment (§2).
+
+All tensors are ``(batch, response_length)``; ``response_mask`` is 1 on valid response tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+NORMALIZE_MODES = ("reference", "exact")
+
+
+def agg_denominator(mask: torch.Tensor, mode: str = "token-mean", max_len: int | None = None) -> torch.Tensor:
+    """The normaliser of ``aggregate`` for a whole (mini-)batch with this mask.
+
+    token-mean: number of valid tokens; seq-mean-token-mean and seq-mean-token-sum: number of
+    sequences with at least one valid token; seq-mean-token-sum-norm: that number times
+    ``max_len`` (default: the mask's length; pass the configured maximum response length so
+    the normaliser is the same for every micro-batch, as Dr.GRPO intends).
+
+    Compute it once on the full mini-batch and pass it as ``denominator`` to every
+    micro-batch's ``aggregate``/``policy_loss``: the summed micro-batch gradients then equal the
+    gradient of one big batch.
+    """
+    _check_mode(mode)
+    mask = mask.float()
+    if mode == "token-mean":
+        return mask.sum().clamp(min=1.0)
+    n_seq = (mask.sum(-1) > 0).sum().float().clamp(min=1.0)
+    if mode == "seq-mean-token-sum-norm":
+        return n_seq * (mask.shape[-1] if max_len is None else max_len)
+    return n_seq
+
+
+def aggregate(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str = "token-mean",
+    denominator: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Aggregate per-token ``values`` over ``mask`` to a scalar, the four verl modes.
+
+    ``aggregate = numerator / denominator`` where the numerator is ``sum(x m)``, except for
+    seq-mean-token-mean where each sequence's sum is first divided by its own token count.
+    ``denominator`` defaults to ``agg_denominator(mask, mode)``.
+    """
+    _check_mode(mode)
+    mask = mask.to(values.dtype)
+    if mode == "seq-mean-token-mean":
+        numerator = ((values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum()
+    else:
+        numerator = (values * mask).sum()
+    if denominator is None:
+        denominator = agg_denominator(mask, mode)
+    return numerator / denominator
+
+
+def policy_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    clip_c: float = 3.0,
+    agg: str = "token-mean",
+    alpha: float = 0.0,
+    threshold: float = 0.95,
+    normalize: str = "reference",
+    denominator: torch.Tensor | float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO-clip with dual clip, plus the EntroPIC adjustment ``alpha * agg(-r |A|, C)``.
+
+    With ``alpha = 0`` this is the plain GRPO/PPO loss. On confident tokens
+    (``C = m * 1[pi > threshold]``, pi the current policy, detached) the adjustment changes the
+    gradient weight of a positive-advantage token to ``1 + alpha * kappa`` and of a negative one
+    to ``1 - alpha * kappa``:
+
+    - ``normalize="reference"`` (the authors' code): the adjustment is aggregated over the
+      confident tokens, so kappa = sum(m) / sum(C) for token-mean.
+    - ``normalize="exact"``: the adjustment uses the base loss's denominator, so kappa = 1 and
+      confident-token weights are exactly ``1 +- alpha``.
+
+    ``denominator`` is the mini-batch normaliser of the base loss (see ``agg_denominator``)
+    for gradient accumulation; with it the base loss and the exact adjustment of summed
+    micro-batches equal one big batch. The reference adjustment stays normalised by each
+    call's own confident tokens (as in the authors' code), scaled by this call's share of the
+    denominator.
+
+    Returns ``(loss, metrics)``; metrics are detached scalar tensors: ``pg_clipfrac``
+    (ratio clip active), ``pg_clipfrac_lower`` (dual clip active), ``ppo_kl``,
+    ``confident_frac`` (1/kappa), ``weight_pos``, ``weight_neg``.
+    """
+    _check_shapes(log_prob, old_log_prob=old_log_prob, advantages=advantages, response_mask=response_mask)
+    _check_options(clip_low, clip_high, clip_c, agg, alpha, threshold, normalize)
+    mask = response_mask.to(log_prob.dtype)
+
+    # Clamp the log-ratio before exp: one token whose probability moved by e^20 must not give inf.
+    log_ratio = torch.clamp(log_prob - old_log_prob, -20.0, 20.0)
+    ratio = torch.exp(log_ratio)
+
+    pg_unclipped = -advantages * ratio
+    pg_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    pg = torch.maximum(pg_unclipped, pg_clipped)
+    pg_dual = torch.minimum(pg, -advantages * clip_c)  # bounds the loss of A < 0 tokens at -A c
+    pg_losses = torch.where(advantages < 0, pg_dual, pg)
+
+    local_denominator = agg_denominator(mask, agg)
+    if denominator is None:
+        denominator = local_denominator
+    loss = aggregate(pg_losses, mask, agg, denominator)
+
+    confident = mask * (log_prob.detach() > math.log(threshold)).to(mask.dtype)
+    n_valid, n_confident = mask.sum(), confident.sum()
+    kappa = torch.where(n_confident > 0, n_valid / n_confident.clamp(min=1.0), 1.0)  # no host sync
+    adjustment = -ratio * advantages.abs()
+    if alpha != 0.0:
+        if normalize == "exact":
+            loss = loss + alpha * aggregate(adjustment * confident, mask, agg, denominator)
+        else:
+            scale = local_denominator / denominator
+            loss = loss + alpha * scale * aggregate(adjustment, confident, agg)
+    weight_kappa = kappa if normalize == "reference" else torch.ones_like(kappa)
+
+    with torch.no_grad():
+        metrics = {
+            "pg_clipfrac": _masked_mean((pg_clipped > pg_unclipped).to(mask.dtype), mask),
+            "pg_clipfrac_lower": _masked_mean(((pg > pg_dual) & (advantages < 0)).to(mask.dtype), mask),
+            "ppo_kl": _masked_mean(-log_ratio, mask),
+            "confident_frac": n_confident / n_valid.clamp(min=1.0),
+            "weight_pos": 1.0 + alpha * weight_kappa,
+            "weight_neg": 1.0 - alpha * weight_kappa,
+        }
+    return loss, {k: v.detach() for k, v in metrics.items()}
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in AGG_MODES:
+        raise ValueError(f"agg must be one of {AGG_MODES}, got {mode!r}")
+
+
+def _check_shapes(log_prob: torch.Tensor, **others: torch.Tensor) -> None:
+    if log_prob.dim() != 2:
+        raise ValueError(f"log_prob must be (batch, response_length), got shape {tuple(log_prob.shape)}")
+    for name, tensor in others.items():
+        if tensor.shape != log_prob.shape:
+            raise ValueError(f"{name} shape {tuple(tensor.shape)} must equal log_prob shape {tuple(log_prob.shape)}")
+
+
+def _check_options(clip_low, clip_high, clip_c, agg, alpha, threshold, normalize) -> None:
+    if not 0.0 <= clip_low < 1.0:
+        raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
+    if not clip_high >= 0.0:
+        raise ValueError(f"clip_high must be >= 0, got {clip_high}")
+    if not clip_c > 1.0:
+        raise ValueError(f"clip_c (dual-clip bound) must be > 1, got {clip_c}")
+    _check_mode(agg)
+    if not math.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")

@@ -1,0 +1,206 @@
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from entropic_rl import PIController, TargetSchedule
+
+
+def test_hand_computed_sequence():
+    c = PIController(target_entropy=1.0, kp=1.0, ki=0.5)
+    # k=0: e=.5, I=0   -> alpha = .5,             I <- .5
+    # k=1: e=.2        -> alpha = .2 + .5*.5 = .45, I <- .7
+    # k=2: e=-.2       -> alpha = -.2 + .5*.7 = .15, I <- .5
+    assert c.update(1.5) == pytest.approx(0.5)
+    assert c.update(1.2) == pytest.approx(0.45)
+    assert c.update(0.8) == pytest.approx(0.15)
+    assert c.integral == pytest.approx(0.5)
+    m = c.metrics()
+    assert m["error"] == pytest.approx(-0.2) and m["target"] == 1.0 and m["entropy"] == 0.8
+    assert m["p_term"] == pytest.approx(-0.2) and m["i_term"] == pytest.approx(0.35)
+
+
+def test_sign_below_target_gives_negative_alpha():
+    assert PIController(target_entropy=0.5).update(0.1) < 0
+    assert PIController(target_entropy=0.5).update(0.9) > 0
+
+
+def test_weights_integrate_one_error_per_optimizer_step():
+    whole, halves = PIController(1.0, ki=0.1), PIController(1.0, ki=0.1)
+    whole.update(1.4, weight=1.0)
+    halves.update(1.4, weight=0.5)
+    halves.update(1.4, weight=0.5)
+    assert halves.integral == pytest.approx(whole.integral)
+    assert halves.steps == pytest.approx(1.0)
+
+
+def test_p_control_has_no_memory():
+    c = PIController(1.0, kp=2.0, ki=0.0)
+    c.update(3.0)
+    assert c.update(1.25) == pytest.approx(0.5)
+
+
+def test_non_finite_entropy_is_skipped_and_counted():
+    c = PIController(1.0, ki=0.1)
+    alpha = c.update(1.3)
+    state = c.state_dict()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert c.update(bad) == alpha
+    assert c.skipped == 3
+    assert c.integral == state["integral"] and c.steps == state["steps"]
+    assert c.metrics()["skipped"] == 3.0
+
+
+def test_saturation_and_anti_windup_on_a_long_excursion():
+    # 50 windows far above target pin alpha at 1; then entropy drops below target.
+    with_aw, without = PIController(0.1, kp=1.0, ki=0.05), PIController(0.1, kp=1.0, ki=0.05, anti_windup=False)
+    for c in (with_aw, without):
+        for _ in range(50):
+            c.update(3.0)
+        assert c.alpha == 1.0 and c.metrics()["saturated"] == 1.0
+    assert with_aw.integral == pytest.approx(0.0)  # kp * e = 2.9 > 1 from the start: nothing integrated
+    assert without.integral == pytest.approx(50 * 2.9)
+    assert with_aw.update(0.05) < 0  # recovers at once
+    assert without.update(0.05) == 1.0  # wound-up integral keeps alpha pinned: overshoot
+
+
+def test_bounds_are_respected():
+    c = PIController(0.0, kp=100.0, alpha_min=-0.3, alpha_max=0.2)
+    assert c.update(5.0) == 0.2
+    c = PIController(10.0, kp=100.0, alpha_min=-0.3, alpha_max=0.2)
+    assert c.update(0.0) == -0.3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target_entropy": -0.1}, "target_entropy"),
+        ({"target_entropy": 0.1, "kp": -1.0}, "kp"),
+        ({"target_entropy": 0.1, "ki": -0.01}, "ki"),
+        ({"target_entropy": 0.1, "alpha_min": 1.0, "alpha_max": -1.0}, "alpha_min"),
+        ({"target_entropy": 0.1, "alpha_max": float("inf")}, "alpha_max"),
+        ({}, "exactly one"),
+        ({"target_entropy": 0.1, "schedule": {"kind": "relative", "ratio": 0.5}}, "exactly one"),
+        ({"schedule": {"kind": "linear", "start": 1.0, "end": 0.1}}, "schedule.steps"),
+        ({"schedule": {"kind": "sigmoid"}}, "schedule.kind"),
+        ({"schedule": {"kind": "relative", "ratio": 0.5, "end": 0.2}}, "schedule.end"),
+        ({"schedule": {"kind": "cosine", "start": 1.0, "end": 0.1, "steps": 2.5}}, "schedule.steps"),
+    ],
+)
+def test_bad_parameters_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PIController(**kwargs)
+
+
+def test_bad_weight_is_rejected():
+    with pytest.raises(ValueError, match="weight"):
+        PIController(0.1).update(0.2, weight=0.0)
+
+
+def test_schedules():
+    linear = TargetSchedule("linear", start=1.0, end=0.2, steps=4)
+    assert [linear.target(s, None) for s in (0, 1, 2, 4, 10)] == pytest.approx([1.0, 0.8, 0.6, 0.2, 0.2])
+    cosine = TargetSchedule("cosine", start=1.0, end=0.2, steps=4)
+    assert cosine.target(0, None) == 1.0 and cosine.target(4, None) == pytest.approx(0.2)
+    assert cosine.target(2, None) == pytest.approx(0.6)
+    assert cosine.target(1, None) > linear.target(1, None)  # cosine starts slowly
+
+    relative = PIController(schedule={"kind": "relative", "ratio": 0.5})
+    assert math.isnan(relative.target)
+    relative.update(0.8)
+    assert relative.metrics()["target"] == pytest.approx(0.4)
+    relative.update(0.1)
+    assert relative.metrics()["target"] == pytest.approx(0.4)  # the first measurement, not the latest
+
+
+def test_schedule_advances_once_per_optimizer_step():
+    c = PIController(schedule=TargetSchedule("linear", start=1.0, end=0.0, steps=10))
+    for _ in range(4):
+        c.update(0.5, weight=0.25)  # one optimizer step in four windows
+    assert c.target == pytest.approx(0.9)
+
+
+def test_state_dict_mismatched_schedule_is_rejected():
+    state = PIController(0.1).state_dict()
+    with pytest.raises(ValueError, match="schedule"):
+        PIController(0.2).load_state_dict(state)
+    with pytest.raises(ValueError, match="missing"):
+        PIController(0.1).load_state_dict({"integral": 0.0})
+
+
+entropies = st.lists(st.one_of(st.floats(0.0, 5.0), st.just(float("nan"))), min_size=1, max_size=60)
+gains = st.floats(0.0, 20.0)
+schedules = st.sampled_from(
+    [
+        None,
+        {"kind": "linear", "start": 2.0, "end": 0.3, "steps": 20},
+        {"kind": "cosine", "start": 0.1, "end": 1.0, "steps": 7},
+        {"kind": "relative", "ratio": 0.6},
+    ]
+)
+
+
+def make(kp, ki, schedule, anti_windup=True, bounds=(-1.0, 1.0)):
+    target = 0.5 if schedule is None else None
+    return PIController(
+        target, kp=kp, ki=ki, schedule=schedule, anti_windup=anti_windup, alpha_min=bounds[0], alpha_max=bounds[1]
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs=entropies, kp=gains, ki=gains, schedule=schedules, lo=st.floats(-2.0, 0.0), width=st.floats(0.01, 3.0))
+def test_property_alpha_within_bounds(hs, kp, ki, schedule, lo, width):
+    c = make(kp, ki, schedule, bounds=(lo, lo + width))
+    for h in hs:
+        assert lo <= c.update(h) <= lo + width
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs=entropies, kp=gains, ki=st.floats(0.001, 20.0), schedule=schedules)
+def test_property_anti_windup_never_integrates_outwards_when_saturated(hs, kp, ki, schedule):
+    c = make(kp, ki, schedule)
+    for h in hs:
+        before = c.integral
+        c.update(h)
+        if not math.isfinite(h):
+            continue
+        unclipped = c.p_term + c.i_term
+        if (unclipped > c.alpha_max and c.error > 0) or (unclipped < c.alpha_min and c.error < 0):
+            assert c.integral == before
+        else:
+            assert c.integral == pytest.approx(before + c.error)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs=entropies, split=st.integers(0, 60), kp=gains, ki=gains, schedule=schedules, anti_windup=st.booleans())
+def test_property_state_round_trip_continues_exactly(hs, split, kp, ki, schedule, anti_windup):
+    split = min(split, len(hs))
+    straight = make(kp, ki, schedule, anti_windup)
+    first = make(kp, ki, schedule, anti_windup)
+    for h in hs[:split]:
+        straight.update(h)
+        first.update(h)
+    resumed = make(kp, ki, schedule, anti_windup)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
+    for h in hs[split:]:
+        assert resumed.update(h) == straight.update(h)
+    assert resumed.state_dict() == straight.state_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.floats(0.0, 3.0),
+    end=st.floats(0.0, 3.0),
+    steps=st.integers(1, 500),
+    step=st.floats(0.0, 1000.0),
+    kind=st.sampled_from(["linear", "cosine"]),
+)
+def test_property_schedule_moves_monotonically_between_start_and_end(start, end, steps, step, kind):
+    s = TargetSchedule(kind, start=start, end=end, steps=steps)
+    value, later = s.target(step, None), s.target(step + 1.0, None)
+    assert min(start, end) - 1e-9 <= value <= max(start, end) + 1e-9
+    assert (later - value) * (end - start) >= -1e-12
+    if step >= steps:
+        assert value == pytest.approx(end)
