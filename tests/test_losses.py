@@ -83,12 +83,11 @@ def test_adjustment_hand_computed_both_normalisations():
     assert m_exact["weight_neg"].item() == pytest.approx(1 - alpha)
 
 
-def effective_weights(normalize, alpha, agg="token-mean", seed=0):
+def effective_weights(normalize, alpha, agg="token-mean", seed=0, threshold=0.95):
     """Per-token gradient of the EntroPIC loss divided by that of the plain loss (on-policy)."""
     log_prob, old, adv, mask = rollout(seed)
-    (grad,) = torch.autograd.grad(
-        policy_loss(log_prob, old, adv, mask, alpha=alpha, normalize=normalize, agg=agg)[0], log_prob
-    )
+    loss, _ = policy_loss(log_prob, old, adv, mask, alpha=alpha, normalize=normalize, agg=agg, threshold=threshold)
+    (grad,) = torch.autograd.grad(loss, log_prob)
     (grad_base,) = torch.autograd.grad(policy_loss(log_prob, old, adv, mask, agg=agg)[0], log_prob)
     valid = (mask > 0) & (adv != 0)
     confident = valid & (log_prob.detach() > math.log(0.95))
@@ -112,6 +111,11 @@ def test_gradient_weights_exact_are_one_plus_minus_alpha(agg, alpha):
     weights = grad[valid] / grad_base[valid]
     expected = torch.where(confident[valid], 1 + alpha * torch.sign(adv[valid]), torch.ones(()))
     torch.testing.assert_close(weights, expected)
+
+
+def test_threshold_zero_reweights_every_token():
+    grad, grad_base, valid, _, adv, _ = effective_weights("exact", 0.5, threshold=0.0)
+    torch.testing.assert_close(grad[valid] / grad_base[valid], 1 + 0.5 * torch.sign(adv[valid]))
 
 
 def test_zero_advantage_and_padding_tokens_get_no_gradient():
@@ -206,6 +210,7 @@ def test_reference_adjustment_with_denominator_scales_by_the_micro_batch_share()
         ({"agg": "mean"}, "agg"),
         ({"alpha": float("nan")}, "alpha"),
         ({"threshold": 1.0}, "threshold"),
+        ({"threshold": -0.1}, "threshold"),
         ({"normalize": "approx"}, "normalize"),
     ],
 )

@@ -1,1 +1,195 @@
-"""placeholder"""
+"""The ``entropic`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from entropic_rl.plots import plot_simulation
+from entropic_rl.simulator import EXPERIMENTS, SimConfig, experiment_runs, simulate, summarize
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_overrides(pairs: list[str], types: dict[str, type]) -> dict:
+    """``["key=value", ...]`` to a dict, each value converted to the field's type."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set {pair!r}: expected key=value")
+        if key not in types:
+            raise SystemExit(f"error: --set {pair!r}: unknown field {key!r}; fields: {', '.join(types)}")
+        kind = types[key]
+        try:
+            if kind is bool:
+                if raw.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                out[key] = raw.lower() in _TRUE
+            else:
+                out[key] = kind(raw)
+        except ValueError:
+            raise SystemExit(f"error: --set {pair!r}: {key} must be a {kind.__name__}") from None
+    return out
+
+
+def _simulate_job(cfg: SimConfig) -> list[dict]:
+    torch.set_num_threads(1)  # the tensors are tiny: one thread per process is fastest
+    return simulate(cfg)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    runs = experiment_runs(args.experiment)
+    overrides = parse_overrides(args.set, SimConfig.field_types())
+    varied = sorted({key for run in runs for key in run.overrides} & overrides.keys())
+    if varied:
+        raise SystemExit(f"error: --set {', '.join(varied)}: the {args.experiment} experiment varies these itself")
+    try:
+        base = SimConfig(**overrides)
+        configs = [[replace(base, **run.overrides, seed=base.seed + i) for i in range(args.seeds)] for run in runs]
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+    jobs = [cfg for per_run in configs for cfg in per_run]
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
+    histories: dict[SimConfig, list[dict]] = {}
+    console = Console(stderr=True)
+    columns = (TextColumn("simulate {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=args.json) as progress:
+        task = progress.add_task(args.experiment, total=len(jobs))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_simulate_job, cfg): cfg for cfg in jobs}
+            for future in as_completed(futures):
+                histories[futures[future]] = future.result()
+                progress.advance(task)
+
+    rows, panels = [], {}
+    for run, per_run in zip(runs, configs, strict=True):
+        target = per_run[0].target_entropy if per_run[0].control != "none" else None
+        per_seed = [summarize(histories[cfg], target) for cfg in per_run]
+        rows.append(
+            {
+                "group": run.group,
+                "label": run.label,
+                "overrides": run.overrides,
+                "target_entropy": target,
+                "per_seed": per_seed,
+                "mean": _mean(per_seed),
+            }
+        )
+        panels.setdefault(run.group, []).append(
+            {"label": run.label, "target": target, "histories": [histories[cfg] for cfg in per_run]}
+        )
+
+    out_dir = Path(args.out or f"runs/simulate-{args.experiment}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = out_dir / f"simulate_{args.experiment}.png"
+    title = f"entropic simulate --experiment {args.experiment} ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
+    plot_simulation(panels, figure, title)
+    report = {
+        "experiment": args.experiment,
+        "seeds": args.seeds,
+        "base_config": asdict(base),
+        "rows": rows,
+        "figure": str(figure),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(rows, args.seeds)
+        print(f"figure: {figure}\nsummary: {out_dir / 'summary.json'}")
+    return 0
+
+
+def _mean(per_seed: list[dict]) -> dict:
+    out = {}
+    for key in per_seed[0]:
+        values = [s[key] for s in per_seed]
+        out[key] = None if any(v is None for v in values) else sum(values) / len(values)
+    return out
+
+
+def _print_table(rows: list[dict], seeds: int) -> None:
+    controlled = any(row["target_entropy"] is not None for row in rows)
+    table = Table(title=f"mean over {seeds} seed(s)" if seeds > 1 else None)
+    for name in ("regime", "run", "H start", "H final", "accuracy"):
+        table.add_column(name, justify="left" if name in ("regime", "run") else "right")
+    if controlled:
+        for name in ("target", "steady-state error", "settling step", "saturated"):
+            table.add_column(name, justify="right")
+    for row in rows:
+        mean = row["mean"]
+        cells = [
+            row["group"],
+            row["label"],
+            f"{mean['initial_entropy']:.3f}",
+            f"{mean['final_entropy']:.3f}",
+            f"{mean['final_accuracy']:.2f}",
+        ]
+        if controlled and row["target_entropy"] is None:
+            cells += ["-", "-", "-", "-"]
+        elif controlled:
+            errors = [s["relative_error"] for s in row["per_seed"]]
+            error = f"{mean['relative_error']:+.1%}"
+            if seeds > 1:
+                error += f" [{min(errors):+.1%}, {max(errors):+.1%}]"
+            settled = [s["settling_step"] for s in row["per_seed"]]
+            settle = "never" if any(s is None for s in settled) else f"{max(settled)}"
+            cells += [f"{row['target_entropy']:.3f}", error, settle, f"{mean['saturated_frac']:.0%}"]
+        table.add_row(*cells)
+    Console(width=max(120, Console().width)).print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="entropic", description="Entropy-stabilised RL for language models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="check the EntroPIC theory on a fast simulated policy",
+        description="Run a simulator experiment (see docs/theory.md): prints a table, writes a PNG of entropy and "
+        "alpha over steps and a summary.json.",
+    )
+    sim.add_argument(
+        "--experiment",
+        choices=EXPERIMENTS,
+        default="control",
+        help="control: no control/P/PI on- and off-policy (claims 2-3); samples: positive-/negative-only "
+        "training (claim 1); threshold: confident tokens vs every token (claim 4); gains: P error vs Kp",
+    )
+    sim.add_argument("--seeds", type=int, default=1, help="seeds per run, starting at the config's seed (default 1)")
+    sim.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a simulator field, e.g. --set steps=300 --set kp=5 (repeatable)",
+    )
+    sim.add_argument("--out", help="output folder (default runs/simulate-EXPERIMENT)")
+    sim.add_argument("--json", action="store_true", help="print the table as JSON instead")
+    sim.add_argument("--workers", type=int, help="processes (default: number of CPUs)")
+    sim.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seeds", 1) < 1:
+        raise SystemExit("error: --seeds must be >= 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import torch
 
-# Elements (tokens x vocabulary) of fp32 work memory per chunk when chunk_size is None:
-# 2**22 floats = 16 MiB, i.e. 27 tokens of a 151,936-entry vocabulary. Measured by
-# benchmarks/entropy_memory.py: larger chunks are no faster on CPU and cost more memory.
+# Elements (tokens x vocabulary) per chunk when chunk_size is None: 2**22 fp32 = 16 MiB per
+# buffer, 27 tokens of a 151,936-entry vocabulary. benchmarks/entropy_memory.py (CPU): buffers
+# above glibc's 32 MiB mmap ceiling are mapped afresh on every allocation, and 64-token chunks
+# run 2-3x slower than 8- or 27-token ones (docs/benchmarks.md).
 DEFAULT_CHUNK_ELEMENTS = 2**22
 
 

@@ -76,7 +76,8 @@ def policy_loss(
     """PPO-clip with dual clip, plus the EntroPIC adjustment ``alpha * agg(-r |A|, C)``.
 
     With ``alpha = 0`` this is the plain GRPO/PPO loss. On confident tokens
-    (``C = m * 1[pi > threshold]``, pi the current policy, detached) the adjustment changes the
+    (``C = m * 1[pi > threshold]``, pi the current policy, detached; ``threshold=0`` makes every
+    valid token confident) the adjustment changes the
     gradient weight of a positive-advantage token to ``1 + alpha * kappa`` and of a negative one
     to ``1 - alpha * kappa``:
 
@@ -114,7 +115,8 @@ def policy_loss(
         denominator = local_denominator
     loss = aggregate(pg_losses, mask, agg, denominator)
 
-    confident = mask * (log_prob.detach() > math.log(threshold)).to(mask.dtype)
+    log_threshold = math.log(threshold) if threshold > 0 else -math.inf  # threshold 0: every token
+    confident = mask * (log_prob.detach() > log_threshold).to(mask.dtype)
     n_valid, n_confident = mask.sum(), confident.sum()
     kappa = torch.where(n_confident > 0, n_valid / n_confident.clamp(min=1.0), 1.0)  # no host sync
     adjustment = -ratio * advantages.abs()
@@ -165,7 +167,7 @@ def _check_options(clip_low, clip_high, clip_c, agg, alpha, threshold, normalize
     _check_mode(agg)
     if not math.isfinite(alpha):
         raise ValueError(f"alpha must be finite, got {alpha}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
