@@ -156,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="entropic", description="Entropy-stabilised RL for language models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    fields = ", ".join(f"{name}={value}" for name, value in asdict(SimConfig()).items())
     sim = commands.add_parser(
         "simulate",
         help="check the EntroPIC theory on a fast simulated policy",
         description="Run a simulator experiment (see docs/theory.md): prints a table, writes a PNG of entropy and "
         "alpha over steps and a summary.json.",
+        epilog=f"fields for --set (defaults): {fields}",
     )
     sim.add_argument(
         "--experiment",

@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from entropic_rl.core import PIController, policy_loss, token_logprobs_and_entropy
+from entropic_rl.core.losses import NORMALIZE_MODES
 
 SAMPLES = ("all", "positive", "negative")
 CONTROLS = ("none", "P", "PI")
@@ -84,6 +85,10 @@ class SimConfig:
             raise ValueError(f"misconception_frac must be in [0, 1], got {self.misconception_frac}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
 
     @property
     def off_policy(self) -> bool:
