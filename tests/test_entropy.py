@@ -12,7 +12,7 @@ def naive(logits, tokens, temperature=1.0):
     work_dtype = torch.promote_types(logits.dtype, torch.float32)  # fp64 stays fp64
     log_p = torch.log_softmax(logits.to(work_dtype) / temperature, dim=-1)
     log_probs = log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_p.exp() * log_p).sum(-1)
+    entropy = -torch.special.xlogy(log_p.exp(), log_p.exp()).sum(-1)  # 0 log 0 = 0
     return log_probs, entropy
 
 
@@ -58,7 +58,52 @@ def test_bfloat16_logits_are_computed_in_float32_and_grad_keeps_dtype():
     torch.testing.assert_close(lp, lp_ref, atol=1e-5, rtol=0)
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=0)
     (lp.sum() + h.sum()).backward()
+    (grad_ref,) = torch.autograd.grad(lp_ref.sum() + h_ref.sum(), logits)
     assert logits.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.grad.float(), grad_ref.float(), atol=1e-2, rtol=1e-2)  # bf16 resolution
+
+
+def test_masked_minus_inf_logits_give_finite_entropy_and_gradient():
+    kept = torch.randn(3, 5, requires_grad=True)  # the distribution without the masked entries
+    logits = torch.cat([kept, torch.full((3, 3), -math.inf)], dim=1)  # vocabulary masking
+    tokens = torch.tensor([0, 2, 4])
+    lp, h = token_logprobs_and_entropy(logits, tokens, chunk_size=2)
+    lp_ref, h_ref = naive(kept, tokens)
+    torch.testing.assert_close((lp, h), (lp_ref, h_ref))
+    # entropy unused: autograd feeds it a zero gradient, which must not turn into nan
+    (grad_lp,) = torch.autograd.grad(lp.sum(), logits, retain_graph=True)
+    assert torch.isfinite(grad_lp).all() and torch.all(grad_lp[:, 5:] == 0)
+    (grad_h,) = torch.autograd.grad(h.sum(), logits)
+    (grad_ref,) = torch.autograd.grad(h_ref.sum(), kept)
+    torch.testing.assert_close(grad_h[:, :5], grad_ref)
+    assert torch.all(grad_h[:, 5:] == 0)
+
+
+def test_large_logits_are_stable():
+    logits = torch.tensor([[1e4, 0.0, -1e4], [3e3, 3e3, 0.0]], requires_grad=True)
+    lp, h = token_logprobs_and_entropy(logits, torch.tensor([1, 0]), temperature=0.6)
+    lp_ref, h_ref = naive(logits, torch.tensor([1, 0]), 0.6)
+    torch.testing.assert_close((lp, h), (lp_ref, h_ref))
+    (lp.sum() + h.sum()).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_non_contiguous_logits_are_read_in_place_and_match():
+    full = torch.randn(3, 6, 11, requires_grad=True)
+    logits = full[:, :-1]  # the usual shift: not viewable as (N, V)
+    assert not logits.is_contiguous()
+    tokens = torch.randint(0, 11, (3, 5))
+    lp, h = token_logprobs_and_entropy(logits, tokens, chunk_size=3)
+    (grad,) = torch.autograd.grad(lp.sum() + 2 * h.sum(), full)
+    lp_ref, h_ref = naive(logits, tokens)
+    (grad_ref,) = torch.autograd.grad(lp_ref.sum() + 2 * h_ref.sum(), full)
+    torch.testing.assert_close((lp, h, grad), (lp_ref, h_ref, grad_ref))
+
+
+def test_negative_token_ids_on_padding_are_read_as_token_zero():
+    logits = torch.randn(2, 4)
+    lp, _ = token_logprobs_and_entropy(logits, torch.tensor([-100, 3]))
+    torch.testing.assert_close(lp, naive(logits, torch.tensor([0, 3]))[0])
 
 
 def test_gradcheck_in_float64_within_float32_precision():
@@ -85,8 +130,11 @@ def test_gradcheck_in_float64_within_float32_precision():
 
 
 def test_empty_input():
-    lp, h = token_logprobs_and_entropy(torch.zeros(0, 7), torch.zeros(0, dtype=torch.long))
+    logits = torch.zeros(0, 7, requires_grad=True)
+    lp, h = token_logprobs_and_entropy(logits, torch.zeros(0, dtype=torch.long))
     assert lp.shape == h.shape == (0,)
+    (lp.sum() + h.sum()).backward()
+    assert logits.grad.shape == (0, 7)
 
 
 @pytest.mark.parametrize(

@@ -133,16 +133,22 @@ def test_alpha_zero_is_plain_grpo_in_both_normalisations():
         assert policy_loss(log_prob, old, adv, mask, alpha=0.0, normalize=normalize)[0].item() == plain.item()
 
 
-def test_adjustment_uses_unclipped_ratio():
-    # A clipped positive token (r = 2 > 1.2) gets no gradient from the base loss but does from
-    # the adjustment, through the unclipped ratio.
+@pytest.mark.parametrize(("adv", "old_p"), [(1.0, 0.49), (-1.0, 0.196)], ids=["ratio-clip", "dual-clip"])
+def test_clipped_tokens_reference_uses_unclipped_ratio_exact_keeps_ppo_zero(adv, old_p):
+    # r = 2 (A > 0: clipped at 1.2) or r = 5 (A < 0: dual-clipped at c = 3): PPO gives no gradient.
     log_prob = torch.tensor([[math.log(0.98)]], requires_grad=True)
-    old = torch.tensor([[math.log(0.49)]])
-    adv, mask = torch.tensor([[1.0]]), torch.tensor([[1.0]])
+    old = torch.tensor([[math.log(old_p)]])
+    adv, mask = torch.tensor([[adv]]), torch.tensor([[1.0]])
+    ratio = 0.98 / old_p
+    grads = {}
+    for normalize in ("reference", "exact"):
+        loss, _ = policy_loss(log_prob, old, adv, mask, alpha=0.5, normalize=normalize)
+        (grads[normalize],) = torch.autograd.grad(loss, log_prob)
     (g_base,) = torch.autograd.grad(policy_loss(log_prob, old, adv, mask)[0], log_prob)
-    (g_adj,) = torch.autograd.grad(policy_loss(log_prob, old, adv, mask, alpha=0.5)[0], log_prob)
     assert g_base.item() == 0.0
-    assert g_adj.item() == pytest.approx(-0.5 * 2.0)  # d/dlp of alpha * (-r |A|) = -alpha r |A|
+    # the authors': d/dlp of alpha * (-r |A|) = -alpha r |A|, even raising a negative token
+    assert grads["reference"].item() == pytest.approx(-0.5 * ratio)
+    assert grads["exact"].item() == 0.0  # (1 +- alpha) x PPO's zero
 
 
 def entropy_after_one_step(alpha, normalize):
@@ -176,10 +182,10 @@ def test_sign_entropy_below_target_gives_negative_alpha_which_raises_entropy(nor
 
 
 @pytest.mark.parametrize("agg", AGG_MODES)
-@pytest.mark.parametrize("normalize", ["exact", "reference"])
-def test_micro_batch_accumulation_equals_full_batch(agg, normalize):
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_micro_batch_accumulation_equals_full_batch(agg, alpha):
     log_prob, old, adv, mask = rollout(4, batch=8, length=6, on_policy=False)
-    kwargs = {"agg": agg, "alpha": 0.6 if normalize == "exact" else 0.0, "normalize": normalize}
+    kwargs = {"agg": agg, "alpha": alpha, "normalize": "exact"}
     (full,) = torch.autograd.grad(policy_loss(log_prob, old, adv, mask, **kwargs)[0], log_prob)
     denominator = agg_denominator(mask, agg)
     accumulated = torch.zeros_like(log_prob)
@@ -191,14 +197,20 @@ def test_micro_batch_accumulation_equals_full_batch(agg, normalize):
     torch.testing.assert_close(accumulated, full)
 
 
-def test_reference_adjustment_with_denominator_scales_by_the_micro_batch_share():
-    log_prob, old, adv, mask = rollout(5, batch=4)
-    local, _ = policy_loss(log_prob, old, adv, mask, alpha=0.5)
-    base_local, _ = policy_loss(log_prob, old, adv, mask)
-    doubled = 2 * mask.sum()
-    scaled, _ = policy_loss(log_prob, old, adv, mask, alpha=0.5, denominator=doubled)
-    torch.testing.assert_close(scaled, local / 2)
-    assert not torch.isclose(local, base_local)
+def test_reference_under_accumulation_is_base_plus_each_micro_batch_share_of_its_own_adjustment():
+    # Summed micro-batch losses = full-batch base loss + alpha * sum_i (n_i / N) * mean_{C_i}(-r|A|):
+    # each micro-batch's adjustment is normalised by its own confident tokens (the authors' code).
+    log_prob, old, adv, mask = rollout(5, batch=8, length=6, on_policy=False)
+    denominator = agg_denominator(mask)
+    parts = (slice(0, 3), slice(3, 8))
+    total = sum(policy_loss(log_prob[r], old[r], adv[r], mask[r], alpha=0.5, denominator=denominator)[0] for r in parts)
+    expected = policy_loss(log_prob, old, adv, mask)[0]
+    for r in parts:
+        confident = mask[r] * (log_prob[r].detach() > math.log(0.95)).float()
+        ratio = torch.exp(log_prob[r] - old[r])
+        mean_adjustment = (-ratio * adv[r].abs() * confident).sum() / confident.sum()
+        expected = expected + 0.5 * (mask[r].sum() / denominator) * mean_adjustment
+    torch.testing.assert_close(total, expected)
 
 
 @pytest.mark.parametrize(
@@ -228,8 +240,49 @@ def test_shape_mismatch_names_the_tensor():
 
 @settings(max_examples=50, deadline=None)
 @given(alpha=st.floats(-1.0, 1.0), seed=st.integers(0, 10_000), agg=st.sampled_from(AGG_MODES))
-def test_property_exact_weights_stay_in_zero_two(alpha, seed, agg):
-    grad, grad_base, valid, _, _, _ = effective_weights("exact", alpha, agg=agg, seed=seed)
-    weights = grad[valid] / grad_base[valid]
-    assert torch.all(weights >= 1 - abs(alpha) - 1e-5) and torch.all(weights <= 1 + abs(alpha) + 1e-5)
-    assert torch.all(weights >= -1e-5) and torch.all(weights <= 2 + 1e-5)
+def test_property_exact_gradient_is_one_plus_minus_alpha_times_ppo_off_policy(alpha, seed, agg):
+    # Off-policy, with ratio- and dual-clipped tokens: every token's gradient is PPO's own times
+    # 1 + alpha sign(A) on confident tokens and 1 elsewhere, so it never changes sign.
+    log_prob, old, adv, mask = rollout(seed, on_policy=False)
+    loss, _ = policy_loss(log_prob, old, adv, mask, alpha=alpha, normalize="exact", agg=agg)
+    (grad,) = torch.autograd.grad(loss, log_prob)
+    (grad_base,) = torch.autograd.grad(policy_loss(log_prob, old, adv, mask, agg=agg)[0], log_prob)
+    confident = (mask > 0) & (log_prob.detach() > math.log(0.95))
+    factor = torch.where(confident, 1 + alpha * torch.sign(adv), torch.ones(()))
+    torch.testing.assert_close(grad, factor * grad_base)
+
+
+@pytest.mark.parametrize("agg", AGG_MODES)
+@pytest.mark.parametrize("normalize", ["reference", "exact"])
+def test_weight_metrics_are_the_mean_gradient_weights(agg, normalize):
+    grad, grad_base, valid, confident, adv, mask = effective_weights(normalize, 0.4, agg=agg)
+    log_prob, old, _, _ = rollout(0)
+    _, metrics = policy_loss(log_prob, old, adv, mask, alpha=0.4, normalize=normalize, agg=agg)
+    ratio = grad / torch.where(valid, grad_base, torch.ones(()))
+    for name, side in (("weight_pos", adv > 0), ("weight_neg", adv < 0)):
+        assert metrics[name].item() == pytest.approx(ratio[confident & side].mean().item(), rel=1e-5)
+
+
+def test_weight_metrics_are_one_without_confident_tokens():
+    log_prob, old, adv, mask = rollout(0)
+    _, metrics = policy_loss(log_prob, old, adv, mask, alpha=0.7, threshold=0.999999)
+    assert metrics["confident_frac"].item() == 0.0
+    assert metrics["weight_pos"].item() == metrics["weight_neg"].item() == 1.0
+
+
+def test_nan_and_inf_at_padded_positions_are_ignored():
+    log_prob, old, adv, mask = rollout(6)
+    clean, _ = policy_loss(log_prob, old, adv, mask, alpha=0.3)
+    dirty_lp = torch.where(mask > 0, log_prob.detach(), torch.tensor(float("nan"))).requires_grad_()
+    dirty_old = torch.where(mask > 0, old, -torch.tensor(float("inf")))
+    loss, _ = policy_loss(dirty_lp, dirty_old, adv, mask, alpha=0.3)
+    torch.testing.assert_close(loss, clean)
+    (grad,) = torch.autograd.grad(loss, dirty_lp)
+    assert torch.isfinite(grad).all()
+
+
+def test_aggregate_accumulates_bfloat16_in_float32():
+    values = torch.ones(1, 1001, dtype=torch.bfloat16)
+    mask = torch.ones(1, 1001)
+    for mode in ("token-mean", "seq-mean-token-mean"):
+        assert aggregate(values, mask, mode).item() == 1.0

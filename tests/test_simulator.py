@@ -55,6 +55,12 @@ def test_off_policy_makes_the_ratio_and_clipping_live():
     assert max(abs(h["ppo_kl"]) for h in off) > 1e-6
 
 
+def test_off_policy_takes_one_optimizer_step_per_mini_batch():
+    # 6 groups into 4 mini-batches: 2+2+1+1 groups, four steps per rollout, not three
+    history = simulate(SimConfig(steps=8, prompts_per_rollout=6, mini_batches=4))
+    assert [h["ppo_kl"] == 0.0 for h in history] == [True, False, False, False] * 2
+
+
 def test_simulation_is_deterministic_per_seed():
     cfg = SimConfig(steps=15, control="PI", mini_batches=2)
     assert simulate(cfg) == simulate(cfg)

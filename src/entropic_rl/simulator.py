@@ -167,7 +167,7 @@ def simulate(cfg: SimConfig) -> list[dict[str, float]]:
         adv = advantages(rewards, cfg.group_size, cfg.samples).unsqueeze(-1).expand(-1, length)
         groups = torch.arange(cfg.prompts_per_rollout)
         for _ in range(cfg.epochs):
-            for mini_batch in groups.chunk(cfg.mini_batches):
+            for mini_batch in torch.tensor_split(groups, cfg.mini_batches):  # exactly mini_batches parts
                 if len(history) == cfg.steps:
                     break
                 rows = (mini_batch[:, None] * cfg.group_size + torch.arange(cfg.group_size)).reshape(-1)

@@ -13,6 +13,7 @@ same all-reduced entropy.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -34,6 +35,13 @@ class TargetSchedule:
     steps: int | None = None
     ratio: float | None = None
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> TargetSchedule:
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"schedule.{unknown[0]}: unknown field; a schedule has kind, start, end, steps, ratio")
+        return cls(**fields)
+
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULE_KINDS:
             raise ValueError(f"schedule.kind must be one of {SCHEDULE_KINDS}, got {self.kind!r}")
@@ -49,8 +57,8 @@ class TargetSchedule:
                 raise ValueError(f"schedule.{name} is required for a {self.kind} schedule")
             if name not in required and value is not None:
                 raise ValueError(f"schedule.{name} is not used by a {self.kind} schedule")
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"schedule.{name} must be a finite number >= 0, got {value}")
+            if value is not None:
+                _non_negative(f"schedule.{name}", value)
         if self.steps is not None and (int(self.steps) != self.steps or self.steps < 1):
             raise ValueError(f"schedule.steps must be a whole number >= 1, got {self.steps}")
 
@@ -77,7 +85,8 @@ class PIController:
         schedule: a ``TargetSchedule`` (or a dict of its fields) instead of ``target_entropy``.
 
     ``update(entropy, weight)`` returns alpha for the window, then integrates. A non-finite
-    entropy leaves the state untouched, returns the previous alpha and counts a skip.
+    entropy returns the previous alpha, integrates nothing and counts a skip (the target
+    schedule still advances: the optimizer step happens).
     """
 
     def __init__(
@@ -95,13 +104,11 @@ class PIController:
         if schedule is None:
             schedule = TargetSchedule("constant", end=_non_negative("target_entropy", target_entropy))
         elif isinstance(schedule, dict):
-            schedule = TargetSchedule(**schedule)
+            schedule = TargetSchedule.from_dict(schedule)
         self.schedule = schedule
         self.kp = _non_negative("kp", kp)
         self.ki = _non_negative("ki", ki)
-        for name, value in (("alpha_min", alpha_min), ("alpha_max", alpha_max)):
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
+        alpha_min, alpha_max = _number("alpha_min", alpha_min), _number("alpha_max", alpha_max)
         if not alpha_min < alpha_max:
             raise ValueError(f"alpha_min must be < alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
         self.alpha_min, self.alpha_max = float(alpha_min), float(alpha_max)
@@ -133,6 +140,7 @@ class PIController:
         entropy = float(entropy)
         if not math.isfinite(entropy):
             self.skipped += 1
+            self.steps += weight  # the optimizer step still happens: the schedule moves on
             return self.alpha
         if self.first_entropy is None:
             self.first_entropy = entropy
@@ -192,22 +200,43 @@ class PIController:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict``. The gains and bounds are this controller's own (they may have
+        been changed for the resumed run); alpha is clipped to them."""
         missing = [name for name in (*self._STATE, "schedule") if name not in state]
         if missing:
             raise ValueError(f"controller state is missing {missing}")
-        if TargetSchedule(**state["schedule"]) != self.schedule:
+        if TargetSchedule.from_dict(state["schedule"]) != self.schedule:
             raise ValueError(
                 f"controller state was saved with schedule {state['schedule']}, "
                 f"but this controller has {asdict(self.schedule)}"
             )
         for name in self._STATE:
-            setattr(self, name, state[name])
-        for name in ("entropy", "window_target"):
-            if getattr(self, name) is None:
-                setattr(self, name, float("nan"))
+            value = state[name]
+            if name == "saturated":
+                value = bool(value)
+            elif name == "skipped":
+                value = int(value)
+            elif value is None and name in ("entropy", "window_target", "first_entropy"):
+                value = float("nan") if name != "first_entropy" else None
+            else:
+                value = _number(f"state.{name}", value)
+            setattr(self, name, value)
+        self.alpha = min(max(self.alpha, self.alpha_min), self.alpha_max)
 
 
-def _non_negative(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+def _number(name: str, value) -> float:
+    """``value`` as a finite float (Python, NumPy or 0-d torch numbers), else a ValueError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, (bool, str)) or not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _non_negative(name: str, value) -> float:
+    number = _number(name, value)
+    if number < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return number

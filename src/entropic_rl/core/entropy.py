@@ -3,14 +3,16 @@
     log p_t = log_softmax(logits_t / T),   lp_t = log p_t[y_t],   H_t = -sum_v p_t,v log p_t,v
 
 (the same H_t as ALGORITHMS.md's logsumexp(z) - sum_v softmax(z)_v z_v, written without the
-cancellation between two large terms).
+cancellation between two large terms; entries with p = 0, such as -inf logits from vocabulary
+masking, contribute 0).
 
 A naive implementation materialises the fp32 log-softmax of every token at once:
 4,096 tokens x 151,936 vocabulary entries is 2.5 GB per copy, and autograd keeps several
 copies. Here the tokens are processed in chunks, in the forward pass and again in the
 backward pass (which recomputes the softmax of a chunk instead of storing it), so at most a
-chunk's worth of fp32 work memory is alive at any time. The only full-size tensor created is
-the gradient of the logits, which autograd needs in any case.
+chunk's worth of fp32 work memory is alive at any time. Non-contiguous logits (such as
+``logits[:, :-1]``) are read through views, never copied whole. The only full-size tensor
+created is the gradient of the logits, which autograd needs in any case.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def token_logprobs_and_entropy(
 
     Args:
         logits: ``(..., V)`` raw logits, any floating dtype; work is done in fp32.
-        tokens: ``(...)`` sampled token ids, same leading shape as ``logits``.
+        tokens: ``(...)`` sampled token ids, same leading shape as ``logits``. Negative ids (such
+            as the -100 ignore index on padding) are read as token 0: mask those positions.
         temperature: the sampling temperature T; logits are divided by it.
         chunk_size: tokens per chunk; ``None`` picks one from the vocabulary size.
 
@@ -56,43 +59,68 @@ def token_logprobs_and_entropy(
     return _ChunkedLogProbEntropy.apply(logits, tokens, float(temperature), int(chunk_size))
 
 
-def _chunk_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def _row_blocks(x: torch.Tensor) -> list[torch.Tensor]:
+    """Views of ``x`` as 2-D (rows, V) blocks covering its leading dimensions in order.
+
+    One block when ``x`` can be viewed as (N, V); otherwise split along the first dimension,
+    so a slice like ``logits[:, :-1]`` is read as B views instead of being copied.
+    """
+    try:
+        return [x.view(-1, x.shape[-1])]
+    except RuntimeError:
+        return [block for sub in x.unbind(0) for block in _row_blocks(sub)]
+
+
+def _chunks(x: torch.Tensor, chunk_size: int):
+    """(first row, 2-D view) chunks of at most ``chunk_size`` rows, in row order."""
+    offset = 0
+    for block in _row_blocks(x):
+        for start in range(0, block.shape[0], chunk_size):
+            yield offset + start, block[start : start + chunk_size]
+        offset += block.shape[0]
+
+
+def _log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.log_softmax(logits.float() / temperature, dim=-1)
+
+
+def _entropy(probs: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    # p log p -> 0 as p -> 0: a -inf logit must not turn 0 * -inf into nan
+    return -torch.where(probs > 0, probs * log_p, 0.0).sum(-1)
 
 
 class _ChunkedLogProbEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, tokens, temperature, chunk_size):
-        flat_logits = logits.reshape(-1, logits.shape[-1])
-        flat_tokens = tokens.reshape(-1).long()
+        flat_tokens = tokens.reshape(-1).long().clamp(min=0)
         log_probs = torch.empty(flat_tokens.shape, dtype=torch.float32, device=logits.device)
         entropy = torch.empty_like(log_probs)
-        for start in range(0, flat_tokens.numel(), chunk_size):
-            rows = slice(start, start + chunk_size)
-            log_p = _chunk_log_softmax(flat_logits[rows], temperature)
+        for start, chunk in _chunks(logits, chunk_size):
+            rows = slice(start, start + chunk.shape[0])
+            log_p = _log_softmax(chunk, temperature)
             log_probs[rows] = log_p.gather(-1, flat_tokens[rows].unsqueeze(-1)).squeeze(-1)
-            entropy[rows] = -(log_p.exp() * log_p).sum(-1)
-        ctx.save_for_backward(logits, tokens)
+            entropy[rows] = _entropy(log_p.exp(), log_p)
+        ctx.save_for_backward(logits, flat_tokens)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         return log_probs.view(tokens.shape), entropy.view(tokens.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_log_probs, grad_entropy):
-        logits, tokens = ctx.saved_tensors
+        logits, flat_tokens = ctx.saved_tensors
         temperature = ctx.temperature
-        flat_logits = logits.reshape(-1, logits.shape[-1])
-        flat_tokens = tokens.reshape(-1).long()
         grad_lp = grad_log_probs.reshape(-1, 1).float()
         grad_h = grad_entropy.reshape(-1, 1).float()
-        grad_logits = torch.empty_like(flat_logits)
-        for start in range(0, flat_tokens.numel(), ctx.chunk_size):
-            rows = slice(start, start + ctx.chunk_size)
-            log_p = _chunk_log_softmax(flat_logits[rows], temperature)
+        grad_logits = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        flat_grad = grad_logits.view(-1, logits.shape[-1])
+        for start, chunk in _chunks(logits, ctx.chunk_size):
+            rows = slice(start, start + chunk.shape[0])
+            log_p = _log_softmax(chunk, temperature)
             probs = log_p.exp()
-            entropy = -(probs * log_p).sum(-1, keepdim=True)
-            # d lp_y / dz_j = 1[j = y] - p_j   and   dH / dz_j = -p_j (log p_j + H)
-            grad_z = -probs * (grad_lp[rows] + grad_h[rows] * (log_p + entropy))
+            entropy = _entropy(probs, log_p).unsqueeze(-1)
+            # d lp_y / dz_j = 1[j = y] - p_j   and   dH / dz_j = -p_j (log p_j + H)  (0 where p_j = 0)
+            surprise = torch.where(probs > 0, log_p + entropy, 0.0)
+            grad_z = -probs * (grad_lp[rows] + grad_h[rows] * surprise)
             grad_z.scatter_add_(-1, flat_tokens[rows].unsqueeze(-1), grad_lp[rows])
-            grad_logits[rows] = grad_z / temperature
-        return grad_logits.view_as(logits), None, None, None
+            flat_grad[rows] = grad_z / temperature
+        return grad_logits, None, None, None

@@ -41,21 +41,25 @@ def aggregate(
     mode: str = "token-mean",
     denominator: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """Aggregate per-token ``values`` over ``mask`` to a scalar, the four verl modes.
+    """Aggregate per-token ``values`` over ``mask`` to an fp32 scalar, the four verl modes.
 
     ``aggregate = numerator / denominator`` where the numerator is ``sum(x m)``, except for
     seq-mean-token-mean where each sequence's sum is first divided by its own token count.
-    ``denominator`` defaults to ``agg_denominator(mask, mode)``.
+    ``denominator`` defaults to ``agg_denominator(mask, mode)``. Masked-out entries are
+    ignored even if they are nan or inf.
     """
-    _check_mode(mode)
-    mask = mask.to(values.dtype)
-    if mode == "seq-mean-token-mean":
-        numerator = ((values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum()
-    else:
-        numerator = (values * mask).sum()
     if denominator is None:
         denominator = agg_denominator(mask, mode)
-    return numerator / denominator
+    return (torch.where(mask > 0, values.float(), 0.0) * _token_weights(mask, mode, denominator)).sum()
+
+
+def _token_weights(mask: torch.Tensor, mode: str, denominator: torch.Tensor | float) -> torch.Tensor:
+    """d aggregate / d x_t: the weight each token's value gets in the aggregate."""
+    _check_mode(mode)
+    mask = mask.float()
+    if mode == "seq-mean-token-mean":
+        return mask / (mask.sum(-1, keepdim=True).clamp(min=1.0) * denominator)
+    return mask / denominator
 
 
 def policy_loss(
@@ -73,32 +77,36 @@ def policy_loss(
     normalize: str = "reference",
     denominator: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO-clip with dual clip, plus the EntroPIC adjustment ``alpha * agg(-r |A|, C)``.
+    """PPO-clip with dual clip, plus the EntroPIC adjustment on confident tokens.
 
-    With ``alpha = 0`` this is the plain GRPO/PPO loss. On confident tokens
-    (``C = m * 1[pi > threshold]``, pi the current policy, detached; ``threshold=0`` makes every
-    valid token confident) the adjustment changes the
-    gradient weight of a positive-advantage token to ``1 + alpha * kappa`` and of a negative one
-    to ``1 - alpha * kappa``:
+    With ``alpha = 0`` this is the plain GRPO/PPO loss. Confident tokens are
+    ``C = m * 1[pi > threshold]`` (pi the current policy, detached; ``threshold=0`` makes every
+    valid token confident). On them the gradient weight of a positive-advantage token becomes
+    ``1 + alpha * kappa`` and of a negative one ``1 - alpha * kappa``:
 
-    - ``normalize="reference"`` (the authors' code): the adjustment is aggregated over the
-      confident tokens, so kappa = sum(m) / sum(C) for token-mean.
-    - ``normalize="exact"``: the adjustment uses the base loss's denominator, so kappa = 1 and
-      confident-token weights are exactly ``1 +- alpha``.
+    - ``normalize="reference"`` (the authors' code): ``L = agg(pg, m) + alpha * agg(-r |A|, C)``,
+      the adjustment averaged over confident tokens with the unclipped ratio r, so kappa =
+      sum(m) / sum(C) for token-mean. Where PPO clips a token, the adjustment is its only
+      gradient.
+    - ``normalize="exact"``: ``L = agg((1 + alpha * sign(A) * C) * pg, m)`` - on an unclipped
+      token the same adjustment (``alpha * sign(A) * pg = -alpha * r |A|``), with the base loss's
+      denominator and its clipping, so the weights are exactly ``1 +- alpha`` times PPO's own
+      gradient everywhere, and zero where PPO clips.
 
     ``denominator`` is the mini-batch normaliser of the base loss (see ``agg_denominator``)
-    for gradient accumulation; with it the base loss and the exact adjustment of summed
-    micro-batches equal one big batch. The reference adjustment stays normalised by each
-    call's own confident tokens (as in the authors' code), scaled by this call's share of the
-    denominator.
+    for gradient accumulation; with it the exact loss of summed micro-batches equals one big
+    batch. The reference adjustment stays normalised by each call's own confident tokens (as in
+    the authors' code), scaled by this call's share of the denominator.
 
-    Returns ``(loss, metrics)``; metrics are detached scalar tensors: ``pg_clipfrac``
-    (ratio clip active), ``pg_clipfrac_lower`` (dual clip active), ``ppo_kl``,
-    ``confident_frac`` (1/kappa), ``weight_pos``, ``weight_neg``.
+    Returns ``(loss, metrics)``; metrics are detached scalar tensors: ``pg_clipfrac`` (ratio
+    clip active), ``pg_clipfrac_lower`` (dual clip active), ``ppo_kl`` (mean of lp_old - lp),
+    ``confident_frac`` (sum(C) / sum(m)), ``weight_pos`` and ``weight_neg`` (the mean
+    gradient weight relative to PPO of confident positive / negative tokens, on unclipped
+    tokens; 1 when there are none).
     """
     _check_shapes(log_prob, old_log_prob=old_log_prob, advantages=advantages, response_mask=response_mask)
     _check_options(clip_low, clip_high, clip_c, agg, alpha, threshold, normalize)
-    mask = response_mask.to(log_prob.dtype)
+    mask = response_mask.float()
 
     # Clamp the log-ratio before exp: one token whose probability moved by e^20 must not give inf.
     log_ratio = torch.clamp(log_prob - old_log_prob, -20.0, 20.0)
@@ -113,35 +121,41 @@ def policy_loss(
     local_denominator = agg_denominator(mask, agg)
     if denominator is None:
         denominator = local_denominator
-    loss = aggregate(pg_losses, mask, agg, denominator)
-
     log_threshold = math.log(threshold) if threshold > 0 else -math.inf  # threshold 0: every token
-    confident = mask * (log_prob.detach() > log_threshold).to(mask.dtype)
-    n_valid, n_confident = mask.sum(), confident.sum()
-    kappa = torch.where(n_confident > 0, n_valid / n_confident.clamp(min=1.0), 1.0)  # no host sync
-    adjustment = -ratio * advantages.abs()
-    if alpha != 0.0:
-        if normalize == "exact":
-            loss = loss + alpha * aggregate(adjustment * confident, mask, agg, denominator)
-        else:
-            scale = local_denominator / denominator
-            loss = loss + alpha * scale * aggregate(adjustment, confident, agg)
-    weight_kappa = kappa if normalize == "reference" else torch.ones_like(kappa)
+    confident = mask * (log_prob.detach() > log_threshold).float()
+    sign = torch.sign(advantages).detach()
+
+    if normalize == "exact":
+        loss = aggregate((1.0 + alpha * sign * confident) * pg_losses, mask, agg, denominator)
+        kappa = confident  # relative weight of the adjustment: exactly 1 on confident tokens
+    else:
+        scale = local_denominator / denominator
+        loss = aggregate(pg_losses, mask, agg, denominator)
+        if alpha != 0.0:
+            loss = loss + alpha * scale * aggregate(-ratio * advantages.abs(), confident, agg)
+        # adjustment weight / base weight; the share `scale` multiplies both, so it cancels
+        adjustment_weights = _token_weights(confident, agg, agg_denominator(confident, agg))
+        kappa = torch.where(mask > 0, adjustment_weights / _token_weights(mask, agg, local_denominator), 0.0)
 
     with torch.no_grad():
+        weight = 1.0 + alpha * sign * kappa
         metrics = {
-            "pg_clipfrac": _masked_mean((pg_clipped > pg_unclipped).to(mask.dtype), mask),
-            "pg_clipfrac_lower": _masked_mean(((pg > pg_dual) & (advantages < 0)).to(mask.dtype), mask),
+            "pg_clipfrac": _masked_mean((pg_clipped > pg_unclipped).float(), mask),
+            "pg_clipfrac_lower": _masked_mean(((pg > pg_dual) & (advantages < 0)).float(), mask),
             "ppo_kl": _masked_mean(-log_ratio, mask),
-            "confident_frac": n_confident / n_valid.clamp(min=1.0),
-            "weight_pos": 1.0 + alpha * weight_kappa,
-            "weight_neg": 1.0 - alpha * weight_kappa,
+            "confident_frac": confident.sum() / mask.sum().clamp(min=1.0),
+            "weight_pos": _mean_or_one(weight, confident * (advantages > 0).float()),
+            "weight_neg": _mean_or_one(weight, confident * (advantages < 0).float()),
         }
     return loss, {k: v.detach() for k, v in metrics.items()}
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    return torch.where(mask > 0, values, 0.0).sum() / mask.sum().clamp(min=1.0)
+
+
+def _mean_or_one(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.sum() > 0, _masked_mean(values, mask), 1.0)
 
 
 def _check_mode(mode: str) -> None:
