@@ -1,0 +1,33 @@
+"""Entropy-control methods, selectable by name. Adding one is a file here and a line below."""
+
+from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window
+from entropic_rl.methods.entropic import EntroPIC, EntroPICConfig, EntroPICReference, EntroPICReferenceConfig
+from entropic_rl.methods.grpo import GRPO
+
+METHODS: dict[str, type[Method]] = {
+    "grpo": GRPO,
+    "entropic": EntroPIC,
+    "entropic-reference": EntroPICReference,
+}
+
+
+def method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ValueError(f"method.name: unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+__all__ = [
+    "GRPO",
+    "METHODS",
+    "EntroPIC",
+    "EntroPICConfig",
+    "EntroPICReference",
+    "EntroPICReferenceConfig",
+    "LossSettings",
+    "Method",
+    "MethodConfig",
+    "MicroBatch",
+    "Window",
+    "method_class",
+]

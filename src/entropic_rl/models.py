@@ -1,0 +1,185 @@
+"""Policies: any local Hugging Face causal LM, or the embedded default.
+
+The embedded default is a 0.8M-parameter Qwen2-architecture model with a character-level
+tokenizer built with ``tokenizers``, warm-started by supervised training on the configured
+synthetic task so that RL starts at a moderate accuracy. The warm start is seeded (its own
+seed, 0, whatever the run's seed), deterministic on CPU, and cached in the user's cache
+directory (``$ENTROPIC_RL_CACHE``, else ``$XDG_CACHE_HOME/entropic-rl``, else
+``~/.cache/entropic-rl``), written to a temporary folder and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from entropic_rl.config import Config, ModelConfig
+from entropic_rl.tasks import ArithmeticTask, CountdownTask
+
+EMBEDDED_VERSION = 1  # bump when the embedded model or its warm start changes: invalidates caches
+CHARACTERS = "0123456789+-*/()=: "
+SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>")
+WARM_START_SEED = 0
+WARM_START_BATCH = 64
+WARM_START_LR = 3e-3
+
+
+def cache_dir() -> Path:
+    if "ENTROPIC_RL_CACHE" in os.environ:
+        return Path(os.environ["ENTROPIC_RL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "entropic-rl"
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *CHARACTERS])}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per character
+    tokenizer.decoder = decoders.Fuse()
+    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
+
+
+def embedded_model(tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def load_policy(
+    config: Config, device: torch.device, folder: Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """The model to train and its tokenizer (left padding, with a pad token): from ``folder``
+    (a checkpoint) if given, else from ``model.path``, else the warm-started embedded default."""
+    model_cfg = config.model
+    if folder is None and model_cfg.path is None:
+        if config.task.name == "file":
+            raise ValueError(
+                "model.path: the embedded default model only knows the characters "
+                f"{CHARACTERS!r}; give a Hugging Face model folder for task.name=file"
+            )
+        folder = warm_started_default(model_cfg, config.task.name, config.task.difficulty)
+    elif folder is None:
+        folder = Path(model_cfg.path)
+        if not folder.is_dir():
+            raise ValueError(f"model.path: {folder} is not a folder")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, model_cfg.dtype))
+    return model.to(device), tokenizer
+
+
+def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int) -> Path:
+    """The cached warm-started embedded model for this task, built on first use."""
+    task = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}[task_name](difficulty, seed=WARM_START_SEED)
+    key = json.dumps(
+        {
+            "version": EMBEDDED_VERSION,
+            "task": task_name,
+            "difficulty": difficulty,
+            "steps": model_cfg.warm_start_steps,
+            "seed": WARM_START_SEED,
+        },
+        sort_keys=True,
+    )
+    folder = (
+        cache_dir() / "models" / f"embedded-{task_name}{difficulty}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    )
+    if (folder / "config.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        tokenizer = char_tokenizer()
+        model = warm_start(tokenizer, task, model_cfg.warm_start_steps)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "warm_start.json").write_text(key)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first: use its copy
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def warm_start(tokenizer: PreTrainedTokenizerFast, task, steps: int) -> Qwen2ForCausalLM:
+    """Supervised training on ``task`` answers (loss on the answer and <eos> only)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(WARM_START_SEED)
+        model = embedded_model(tokenizer)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=WARM_START_LR, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0 - i / max(steps, 1))
+        model.train()
+        columns = (
+            TextColumn("warm start of the embedded model"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, transient=True) as progress:
+            for step in progress.track(range(steps)):
+                examples = task.examples(step * WARM_START_BATCH, WARM_START_BATCH)
+                input_ids, labels = supervised_batch(tokenizer, examples)
+                loss = model(
+                    input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long(), labels=labels
+                ).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    model.eval()
+    return model
+
+
+def supervised_batch(tokenizer: PreTrainedTokenizerFast, examples) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``<bos> prompt answer <eos>`` ids, and labels masking all but answer and <eos>."""
+    rows, label_rows = [], []
+    for example in examples:
+        prompt = tokenizer(example.prompt).input_ids
+        answer = [*tokenizer(example.answer, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+        rows.append(prompt + answer)
+        label_rows.append([-100] * len(prompt) + answer)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows])
+    return input_ids, labels

@@ -1,0 +1,229 @@
+"""The GRPO loop: rollout -> reward -> advantage -> update -> log / checkpoint."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from entropic_rl.config import Config, dump_config
+from entropic_rl.core import agg_denominator, aggregate
+from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
+from entropic_rl.models import load_policy
+from entropic_rl.rewards import get_reward
+from entropic_rl.tasks import ArithmeticTask, CountdownTask, FileTask
+from entropic_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from entropic_rl.trainer.logger import RunLogger
+from entropic_rl.trainer.rollout import generate, response_logprobs
+
+
+def train(config: Config, resume: bool = False) -> Path:
+    """Train with ``config``; with ``resume``, continue the run in ``config.run_dir()`` exactly."""
+    run_dir = config.run_dir()
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise ValueError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
+    torch.manual_seed(config.seed)
+    device = torch.device(
+        "cuda"
+        if config.model.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if config.model.device == "auto"
+        else config.model.device
+    )
+    task = build_task(config)
+    reward_fn = get_reward(config.task.reward or task.default_reward)
+    model, tokenizer = load_policy(config, device, folder=checkpoint)
+    reference = None
+    if config.train.kl_coef > 0:  # the frozen initial policy
+        reference = load_policy(config, device)[0] if checkpoint else copy.deepcopy(model)
+        reference.eval().requires_grad_(False)
+    t = config.train
+    method = method_class(config.method.name)(config.method, LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    step, data_position = 0, 0
+    if checkpoint:
+        state = load_checkpoint(checkpoint, optimizer=optimizer, scheduler=scheduler, device=device)
+        step, data_position = state["step"], state["data_position"]
+        method.load_state_dict(state["method"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, run_dir / "config.yaml")
+    logger = RunLogger(run_dir, config, resumed_at=step)
+    columns = (
+        TextColumn("train {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with logger, Progress(*columns, transient=True) as progress:
+        bar = progress.add_task(config.method.name, total=t.steps, completed=step)
+        while step < t.steps:
+            step += 1
+            examples = task.examples(data_position, config.rollout.prompts_per_step)
+            data_position += len(examples)
+            metrics, rollout, rewards = train_step(
+                config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn
+            )
+            logger.log(step, metrics)
+            if config.log.sample_every and step % config.log.sample_every == 0:
+                logger.samples(step, examples, rollout.responses, rewards, config.rollout.group_size)
+            if step % config.log.save_every == 0 or step == t.steps:
+                save_checkpoint(
+                    run_dir,
+                    step,
+                    model=model,
+                    tokenizer=tokenizer,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    keep_last=config.log.keep_last,
+                    state={"data_position": data_position, "method": method.state_dict()},
+                )
+            progress.update(
+                bar,
+                advance=1,
+                description=f"{config.method.name} entropy {metrics['entropy']:.3f} accuracy {metrics['accuracy']:.2f}",
+            )
+    return run_dir
+
+
+def train_step(config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn):
+    """One rollout and its optimizer steps; returns (metrics, rollout, rewards)."""
+    start = time.perf_counter()
+    r, t = config.rollout, config.train
+    group_prompts = [e.prompt for e in examples for _ in range(r.group_size)]
+    rollout = generate(
+        model,
+        tokenizer,
+        group_prompts,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        max_new_tokens=r.max_new_tokens,
+        chat_template=config.model.chat_template,
+    )
+    rewards, reward_errors = score(reward_fn, rollout.responses, [e for e in examples for _ in range(r.group_size)])
+    advantages = group_advantages(rewards, r.group_size, t.advantage).to(model.device)
+    mask = rollout.response_mask.float()
+    length = mask.shape[1]
+    with torch.no_grad():
+        old_log_prob, old_entropy = forward_batched(model, rollout, t.micro_batch_size, r.temperature)
+        ref_log_prob = forward_batched(reference, rollout, t.micro_batch_size, r.temperature)[0] if reference else None
+
+    per_optimizer_step = []
+    for _ in range(t.epochs):
+        for groups in torch.tensor_split(torch.arange(len(examples)), t.mini_batches):
+            rows = (groups[:, None] * r.group_size + torch.arange(r.group_size)).reshape(-1)
+            method.begin_step(Window((old_entropy[rows] * mask[rows]).sum().item(), mask[rows].sum().item()))
+            denominator = agg_denominator(mask[rows], t.agg, max_len=r.max_new_tokens)
+            sums = defaultdict(float)
+            for micro in torch.split(rows, t.micro_batch_size):
+                log_prob, entropy = response_logprobs(
+                    model, rollout.sequences[micro], rollout.attention_mask[micro], length, r.temperature
+                )
+                loss, loss_metrics = method.loss(
+                    MicroBatch(
+                        log_prob,
+                        entropy,
+                        old_log_prob[micro],
+                        advantages[micro, None].expand(-1, length),
+                        mask[micro],
+                        denominator,
+                        len(micro) / len(rows),
+                    )
+                )
+                if reference is not None:  # k3 estimator of KL(policy || reference)
+                    log_ratio = ref_log_prob[micro] - log_prob
+                    kl = torch.exp(log_ratio) - log_ratio - 1
+                    loss = loss + t.kl_coef * aggregate(kl, mask[micro], t.agg, denominator)
+                    loss_metrics["kl"] = aggregate(kl.detach(), mask[micro])
+                loss.backward()
+                for name, value in loss_metrics.items():
+                    sums[name] += value.item() * len(micro) / len(rows)
+            sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()
+            sums["lr"] = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            controller = {k: v for k, v in method.end_step().items() if k != "entropy"}
+            per_optimizer_step.append({**sums, **controller})
+
+    seconds = time.perf_counter() - start
+    metrics = {
+        name: sum(s[name] for s in per_optimizer_step) / len(per_optimizer_step) for name in per_optimizer_step[0]
+    }
+    metrics.update(
+        entropy=((old_entropy * mask).sum() / mask.sum()).item(),
+        reward_mean=rewards.mean().item(),
+        accuracy=(rewards >= 1.0).float().mean().item(),
+        response_length=mask.sum(1).mean().item(),
+        reward_errors=float(reward_errors),
+        tokens_per_s=mask.sum().item() / seconds,
+        step_time=seconds,
+    )
+    return metrics, rollout, rewards
+
+
+def forward_batched(model, rollout, micro_batch_size: int, temperature: float):
+    """Log-probs and entropies of all responses, computed micro-batch by micro-batch."""
+    parts = [
+        response_logprobs(
+            model, rollout.sequences[rows], rollout.attention_mask[rows], rollout.response_mask.shape[1], temperature
+        )
+        for rows in torch.split(torch.arange(len(rollout.sequences)), micro_batch_size)
+    ]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def score(reward_fn, responses: list[str], examples: list) -> tuple[torch.Tensor, int]:
+    """Rewards; a reward function that raises scores 0 and is counted, never stops the run."""
+    rewards, errors = [], 0
+    for response, example in zip(responses, examples, strict=True):
+        try:
+            rewards.append(float(reward_fn(response, example)))
+        except Exception:
+            rewards.append(0.0)
+            errors += 1
+    return torch.tensor(rewards), errors
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
+    """GRPO: (R - mean_g) / (std_g + 1e-6); Dr.GRPO: R - mean_g (no std)."""
+    grouped = rewards.view(-1, group_size)
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if kind == "grpo":
+        centred = centred / (grouped.std(1, keepdim=True) + 1e-6)
+    return centred.reshape(-1)
+
+
+def lr_lambda(config: Config):
+    """Linear warm-up over ``warmup_steps`` optimizer steps, then constant or cosine to zero."""
+    t = config.train
+    total = t.steps * t.mini_batches * t.epochs
+
+    def factor(i: int) -> float:
+        if i < t.warmup_steps:
+            return (i + 1) / t.warmup_steps
+        if t.lr_schedule == "constant":
+            return 1.0
+        progress = (i - t.warmup_steps) / max(1, total - t.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def build_task(config: Config):
+    c = config.task
+    if c.name == "arithmetic":
+        return ArithmeticTask(digits=c.difficulty, seed=config.seed)
+    if c.name == "countdown":
+        return CountdownTask(n_numbers=c.difficulty, seed=config.seed)
+    return FileTask(c.path, c.prompt_field, c.answer_field, seed=config.seed)

@@ -1,0 +1,96 @@
+"""Sampling responses and recording their log-probs and entropies from the trainer's model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from entropic_rl.core import token_logprobs_and_entropy
+
+
+@dataclass
+class Rollout:
+    sequences: torch.Tensor  # (N, P + R): left-padded prompts, then responses
+    attention_mask: torch.Tensor  # (N, P + R)
+    response_mask: torch.Tensor  # (N, R): 1 on response tokens up to and including <eos>
+    responses: list[str]
+
+    @property
+    def prompt_length(self) -> int:
+        return self.sequences.shape[1] - self.response_mask.shape[1]
+
+
+def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_template: str) -> dict:
+    """Tokenised, left-padded prompts: through the chat template when the tokenizer has one and
+    ``chat_template`` is ``auto``, else as plain text with the tokenizer's special tokens."""
+    if chat_template == "auto" and getattr(tokenizer, "chat_template", None):
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+        return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return tokenizer(prompts, return_tensors="pt", padding=True)
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    chat_template: str = "auto",
+) -> Rollout:
+    """Sample one response per prompt (repeat prompts for groups), with the KV cache."""
+    encoded = format_prompts(tokenizer, prompts, chat_template).to(model.device)
+    # An explicit config, so a model's own generation defaults (top_k, penalties) do not apply.
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )
+    was_training = model.training
+    model.eval()
+    sequences = model.generate(**encoded, generation_config=config)
+    model.train(was_training)
+    prompt_length = encoded["input_ids"].shape[1]
+    response = sequences[:, prompt_length:]
+    is_eos = response == tokenizer.eos_token_id
+    response_mask = ((is_eos.long().cumsum(-1) - is_eos.long()) == 0).long()  # up to and including <eos>
+    attention_mask = torch.cat([encoded["attention_mask"], response_mask], dim=1)
+    texts = tokenizer.batch_decode(
+        response * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True
+    )
+    return Rollout(sequences, attention_mask, response_mask, texts)
+
+
+def response_logprobs(
+    model: PreTrainedModel,
+    sequences: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_length: int,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of the response tokens and the entropies of their distributions, (N, R).
+
+    Position ids follow the attention mask, as in generation, so left padding does not shift them.
+    Only the logits that predict response tokens are computed.
+    """
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=sequences,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=response_length + 1,
+        use_cache=False,
+    ).logits[:, :-1]
+    return token_logprobs_and_entropy(logits, sequences[:, -response_length:], temperature)

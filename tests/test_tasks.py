@@ -1,0 +1,107 @@
+import json
+
+import pytest
+
+from entropic_rl.rewards import countdown, exact, get_reward
+from entropic_rl.tasks import ArithmeticTask, CountdownTask, Example, FileTask, UnsafeExpression, evaluate
+
+
+def test_examples_are_a_deterministic_function_of_position():
+    task = ArithmeticTask(digits=3, seed=7)
+    assert task.examples(10, 5) == task.examples(10, 5)
+    assert task.examples(10, 5)[2] == task.examples(12, 1)[0]
+    assert task.examples(0, 5) != ArithmeticTask(digits=3, seed=8).examples(0, 5)
+
+
+def test_arithmetic_answers_are_right():
+    for example in ArithmeticTask(digits=2, ops="+-*").examples(0, 50):
+        assert evaluate(example.prompt[:-1])[0] == int(example.answer)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '__import__("os").system("true")',
+        "(1).__class__",
+        "2**100",
+        "abs(-1)",
+        "x",
+        "1 if 1 else 2",
+        "[1]",
+        "1e9",
+        "'a'",
+        "1;2",
+        "9" * 300,
+        "99999999*99999999",
+    ],
+)
+def test_safe_eval_rejects_everything_but_arithmetic(text):
+    with pytest.raises(UnsafeExpression):
+        evaluate(text)
+
+
+def test_safe_eval_is_exact_and_reports_numbers():
+    value, numbers = evaluate("(7 - 3) / 8 * -2")
+    assert value == -1 and numbers == [7, 3, 8, 2]
+    with pytest.raises(UnsafeExpression, match="division by zero"):
+        evaluate("1/(2-2)")
+
+
+def test_countdown_puzzles_are_solvable_and_rewards_check_the_rules():
+    for example in CountdownTask(n_numbers=4, seed=3).examples(0, 30):
+        assert countdown(example.answer, example) == 1.0
+    example = Example("3 5 7=22:", "3*5+7", {"numbers": [3, 5, 7], "target": 22})
+    assert countdown("7+3*5", example) == 1.0
+    assert countdown("3*5+7+0", example) == 0.0  # 0 is not given
+    assert countdown("3*5+7*1", example) == 0.0
+    assert countdown("5*5-3", example) == 0.0  # 5 used twice
+    assert countdown("22", example) == 0.0
+    assert countdown("__import__('os')", example) == 0.0
+
+
+def test_exact_reward_strips_white_space():
+    assert exact(" 46\n", Example("12+34=", "46")) == 1.0
+    assert exact("46 ", Example("12+34=", "47")) == 0.0
+
+
+def test_reward_by_import_path_and_errors():
+    assert get_reward("entropic_rl.rewards:exact") is exact
+    with pytest.raises(ValueError, match=r"task\.reward: unknown reward 'nope'"):
+        get_reward("nope")
+    with pytest.raises(ValueError, match="cannot import"):
+        get_reward("entropic_rl.rewards:missing")
+
+
+def test_file_task_with_field_mapping_and_epochs(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"q": f"{i}+1=", "a": str(i + 1), "id": i}) + "\n" for i in range(5)))
+    task = FileTask(str(path), prompt_field="q", answer_field="a", seed=0)
+    first_epoch = task.examples(0, 5)
+    assert sorted(e.answer for e in first_epoch) == ["1", "2", "3", "4", "5"]
+    assert first_epoch[0].meta == {"id": int(first_epoch[0].answer) - 1}
+    assert sorted(e.answer for e in task.examples(5, 5)) == ["1", "2", "3", "4", "5"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"prompt": "1", "answer": "2"}\n\n{"prompt": "3", "answer": \n', r"data.jsonl:3: not valid JSON"),
+        ('{"prompt": "1", "answer": "2"}\n{"prompt": "3"}\n', r"data.jsonl:2: missing field 'answer'"),
+        ('["a", "b"]\n', r"data.jsonl:1: expected a JSON object"),
+        ("", r"data.jsonl: no examples"),
+    ],
+)
+def test_malformed_file_names_file_and_line(tmp_path, content, message):
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        FileTask(str(path))
+
+
+def test_parquet_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"question": ["1+1="], "answer": ["2"]}), path)
+    assert FileTask(str(path), prompt_field="question").examples(0, 1)[0].answer == "2"
