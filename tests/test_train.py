@@ -1,12 +1,13 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from entropic_rl.cli import main
 from entropic_rl.config import load_config
-from entropic_rl.models import load_policy
+from entropic_rl.models import char_tokenizer, load_policy
 from entropic_rl.trainer import loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
 from entropic_rl.trainer.rollout import generate, response_logprobs
@@ -210,3 +211,16 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
     run(tmp_path, "train.steps=1", "method.name=grpo")
     with pytest.raises(ValueError, match="already holds a run; use --resume"):
         run(tmp_path, "train.steps=1", "method.name=grpo")
+
+
+def test_every_shipped_config_loads():
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)
+
+
+def test_embedded_tokenizer_keeps_spaces_when_reloaded():
+    _, tokenizer = load_policy(load_config(overrides=TINY), torch.device("cpu"))
+    assert tokenizer("12 3=15:").input_ids == char_tokenizer()("12 3=15:").input_ids
+    assert tokenizer.decode(tokenizer("12 3").input_ids, skip_special_tokens=True) == "12 3"

@@ -29,12 +29,15 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     chat_template: str = "auto"  # auto: use the tokenizer's chat template if it has one; never
     device: str = "auto"  # auto: cuda when available, else cpu
-    warm_start_steps: int = 1500  # embedded default only: supervised steps before RL
+    warm_start_steps: int = 1000  # embedded default only: at most this many supervised steps before RL
+    warm_start_accuracy: float = 0.3  # embedded default only: stop once held-out sampled accuracy reaches this
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         _choice("chat_template", self.chat_template, ("auto", "never"))
         _at_least("warm_start_steps", self.warm_start_steps, 0)
+        if not 0 <= self.warm_start_accuracy <= 1:
+            raise ValueError(f"warm_start_accuracy must be in [0, 1], got {self.warm_start_accuracy}")
 
 
 @dataclass
@@ -54,11 +57,11 @@ class TaskConfig:
 
 @dataclass
 class RolloutConfig:
-    prompts_per_step: int = 32
+    prompts_per_step: int = 16
     group_size: int = 8  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 8
+    max_new_tokens: int = 6  # the embedded default's longest answer is 4 tokens
 
     def __post_init__(self) -> None:
         _at_least("prompts_per_step", self.prompts_per_step, 1)
@@ -72,7 +75,7 @@ class RolloutConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 100  # rollout steps
+    steps: int = 300  # rollout steps
     lr: float = 1e-4
     warmup_steps: int = 0  # optimizer steps of linear warm-up
     lr_schedule: str = "constant"  # constant | cosine (after warm-up, to zero at the last step)

@@ -1,10 +1,11 @@
 """Policies: any local Hugging Face causal LM, or the embedded default.
 
-The embedded default is a 0.8M-parameter Qwen2-architecture model with a character-level
+The embedded default is a 3.2M-parameter Qwen2-architecture model with a character-level
 tokenizer built with ``tokenizers``, warm-started by supervised training on the configured
-synthetic task so that RL starts at a moderate accuracy. The warm start is seeded (its own
-seed, 0, whatever the run's seed), deterministic on CPU, and cached in the user's cache
-directory (``$ENTROPIC_RL_CACHE``, else ``$XDG_CACHE_HOME/entropic-rl``, else
+synthetic task until its sampled accuracy (temperature 1) on 256 held-out prompts reaches
+``model.warm_start_accuracy``, so that RL starts at a moderate accuracy. The warm start is
+seeded (its own seed, 0, whatever the run's seed), deterministic on CPU, and cached in the
+user's cache directory (``$ENTROPIC_RL_CACHE``, else ``$XDG_CACHE_HOME/entropic-rl``, else
 ``~/.cache/entropic-rl``), written to a temporary folder and renamed when complete.
 """
 
@@ -30,14 +31,18 @@ from transformers import (
 )
 
 from entropic_rl.config import Config, ModelConfig
+from entropic_rl.rewards import get_reward
 from entropic_rl.tasks import ArithmeticTask, CountdownTask
 
-EMBEDDED_VERSION = 1  # bump when the embedded model or its warm start changes: invalidates caches
+EMBEDDED_VERSION = 2  # bump when the embedded model or its warm start changes: invalidates caches
 CHARACTERS = "0123456789+-*/()=: "
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>")
 WARM_START_SEED = 0
 WARM_START_BATCH = 64
-WARM_START_LR = 3e-3
+WARM_START_LR = 1e-3  # AdamW, linear warm-up over 50 steps, then constant
+WARM_START_WARMUP = 50
+WARM_START_EVAL_EVERY = 25  # steps between held-out accuracy checks
+WARM_START_EVAL_PROMPTS = 256
 
 
 def cache_dir() -> Path:
@@ -66,8 +71,8 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 def embedded_model(tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=384,
+        hidden_size=256,
+        intermediate_size=768,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -97,7 +102,12 @@ def load_policy(
         folder = Path(model_cfg.path)
         if not folder.is_dir():
             raise ValueError(f"model.path: {folder} is not a folder")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if model_cfg.path is None:
+        # Not AutoTokenizer: transformers would rebuild a Qwen2 tokenizer from the model type and
+        # drop the spaces the character-level tokenizer keeps.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -107,13 +117,15 @@ def load_policy(
 
 def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int) -> Path:
     """The cached warm-started embedded model for this task, built on first use."""
-    task = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}[task_name](difficulty, seed=WARM_START_SEED)
+    task_class = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}[task_name]
+    task, held_out = (task_class(difficulty, seed=seed) for seed in (WARM_START_SEED, WARM_START_SEED + 1))
     key = json.dumps(
         {
             "version": EMBEDDED_VERSION,
             "task": task_name,
             "difficulty": difficulty,
             "steps": model_cfg.warm_start_steps,
+            "accuracy": model_cfg.warm_start_accuracy,
             "seed": WARM_START_SEED,
         },
         sort_keys=True,
@@ -127,10 +139,16 @@ def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
         tokenizer = char_tokenizer()
-        model = warm_start(tokenizer, task, model_cfg.warm_start_steps)
+        model, record = warm_start(
+            tokenizer,
+            task,
+            held_out.examples(0, WARM_START_EVAL_PROMPTS),
+            model_cfg.warm_start_steps,
+            model_cfg.warm_start_accuracy,
+        )
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "warm_start.json").write_text(key)
+        (tmp / "warm_start.json").write_text(json.dumps({**json.loads(key), **record}, indent=1))
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first: use its copy
@@ -141,22 +159,29 @@ def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int
     return folder
 
 
-def warm_start(tokenizer: PreTrainedTokenizerFast, task, steps: int) -> Qwen2ForCausalLM:
-    """Supervised training on ``task`` answers (loss on the answer and <eos> only)."""
+def warm_start(
+    tokenizer: PreTrainedTokenizerFast, task, held_out: list, max_steps: int, accuracy: float
+) -> tuple[Qwen2ForCausalLM, dict]:
+    """Supervised training on ``task`` answers (loss on the answer and <eos> only), stopped
+    once the sampled accuracy on held-out prompts reaches ``accuracy`` (or after ``max_steps``).
+    Returns the model and ``{"steps_run": ..., "held_out_accuracy": ...}``."""
+    reward_fn = get_reward(task.default_reward)
     with torch.random.fork_rng():
         torch.manual_seed(WARM_START_SEED)
         model = embedded_model(tokenizer)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=WARM_START_LR, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0 - i / max(steps, 1))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=WARM_START_LR, betas=(0.9, 0.98), weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / WARM_START_WARMUP))
         model.train()
         columns = (
-            TextColumn("warm start of the embedded model"),
+            TextColumn("warm start of the embedded model: {task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
         with Progress(*columns, transient=True) as progress:
-            for step in progress.track(range(steps)):
+            bar = progress.add_task(f"until sampled accuracy >= {accuracy:.0%}", total=max_steps)
+            step, reached = 0, None
+            for step in range(1, max_steps + 1):
                 examples = task.examples(step * WARM_START_BATCH, WARM_START_BATCH)
                 input_ids, labels = supervised_batch(tokenizer, examples)
                 loss = model(
@@ -164,10 +189,35 @@ def warm_start(tokenizer: PreTrainedTokenizerFast, task, steps: int) -> Qwen2For
                 ).loss
                 optimizer.zero_grad()
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
+                progress.advance(bar)
+                if step % WARM_START_EVAL_EVERY == 0:
+                    reached = sampled_accuracy(model, tokenizer, held_out, reward_fn)
+                    progress.update(bar, description=f"sampled accuracy {reached:.0%} (stops at {accuracy:.0%})")
+                    if reached >= accuracy:
+                        break
     model.eval()
-    return model
+    return model, {"steps_run": step, "held_out_accuracy": reached}
+
+
+@torch.no_grad()
+def sampled_accuracy(model, tokenizer, examples, reward_fn) -> float:
+    """Fraction of examples answered right by one sample at temperature 1."""
+    from entropic_rl.trainer.rollout import generate  # not at the top: entropic_rl.trainer imports this module
+
+    answers = max(len(tokenizer(e.answer, add_special_tokens=False).input_ids) for e in examples)
+    rollout = generate(
+        model,
+        tokenizer,
+        [e.prompt for e in examples],
+        temperature=1.0,
+        top_p=1.0,
+        max_new_tokens=answers + 1,
+        chat_template="never",
+    )
+    return sum(reward_fn(r, e) for r, e in zip(rollout.responses, examples, strict=True)) / len(examples)
 
 
 def supervised_batch(tokenizer: PreTrainedTokenizerFast, examples) -> tuple[torch.Tensor, torch.Tensor]:
