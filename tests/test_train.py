@@ -224,3 +224,47 @@ def test_embedded_tokenizer_keeps_spaces_when_reloaded():
     _, tokenizer = load_policy(load_config(overrides=TINY), torch.device("cpu"))
     assert tokenizer("12 3=15:").input_ids == char_tokenizer()("12 3=15:").input_ids
     assert tokenizer.decode(tokenizer("12 3").input_ids, skip_special_tokens=True) == "12 3"
+
+
+def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from entropic_rl.trainer.rollout import format_prompts
+
+    tokenizer = char_tokenizer()
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}={% endif %}"
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"q": f"{a}+{a}", "a": str(2 * a)}) + "\n" for a in range(6)))
+
+    run_dir, config = run(
+        tmp_path,
+        f"model.path={tmp_path / 'model'}",
+        "task.name=file",
+        f"task.path={data}",
+        "task.prompt_field=q",
+        "task.answer_field=a",
+        "train.steps=2",
+        "method.name=entropic",
+    )
+    assert [r["step"] for r in metrics(run_dir)] == [1, 2]
+    _, loaded = load_policy(config, torch.device("cpu"))
+    ids = format_prompts(loaded, ["1+1"], "auto")["input_ids"][0].tolist()
+    assert loaded.decode(ids, skip_special_tokens=True) == "1+1="  # the chat template was applied
