@@ -19,6 +19,8 @@ from typing import ClassVar
 
 import torch
 
+from entropic_rl.core import policy_loss
+
 
 @dataclass
 class MethodConfig:
@@ -75,6 +77,23 @@ class Method(ABC):
 
     @abstractmethod
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+    def _policy_loss(self, mb: MicroBatch, denominator, **adjustment) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``policy_loss`` of the micro-batch with the trainer's PPO-clip settings; ``adjustment``
+        holds the EntroPIC arguments (alpha, threshold, normalize), if any."""
+        s = self.loss_settings
+        return policy_loss(
+            mb.log_prob,
+            mb.old_log_prob,
+            mb.advantages,
+            mb.mask,
+            clip_low=s.clip_low,
+            clip_high=s.clip_high,
+            clip_c=s.clip_c,
+            agg=s.agg,
+            denominator=denominator,
+            **adjustment,
+        )
 
     def end_step(self) -> dict[str, float]:
         return {}

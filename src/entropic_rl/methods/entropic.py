@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from entropic_rl.core import PIController, aggregate, policy_loss
+from entropic_rl.core import PIController, aggregate
 from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window
 
@@ -82,21 +82,8 @@ class EntroPIC(Method):
         return self._policy_loss(micro_batch, self.alpha, micro_batch.denominator)
 
     def _policy_loss(self, mb: MicroBatch, alpha: float, denominator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        s, c = self.loss_settings, self.config
-        return policy_loss(
-            mb.log_prob,
-            mb.old_log_prob,
-            mb.advantages,
-            mb.mask,
-            clip_low=s.clip_low,
-            clip_high=s.clip_high,
-            clip_c=s.clip_c,
-            agg=s.agg,
-            alpha=alpha,
-            threshold=c.threshold,
-            normalize=c.normalize,
-            denominator=denominator,
-        )
+        c = self.config
+        return super()._policy_loss(mb, denominator, alpha=alpha, threshold=c.threshold, normalize=c.normalize)
 
     def end_step(self) -> dict[str, float]:
         return self.controller.metrics()

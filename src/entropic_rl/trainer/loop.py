@@ -31,13 +31,10 @@ def train(config: Config, resume: bool = False) -> Path:
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
     torch.manual_seed(config.seed)
-    device = torch.device(
-        "cuda"
-        if config.model.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if config.model.device == "auto"
-        else config.model.device
-    )
+    device = config.model.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     task = build_task(config)
     reward_fn = get_reward(config.task.reward or task.default_reward)
     model, tokenizer = load_policy(config, device, folder=checkpoint)
