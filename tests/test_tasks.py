@@ -13,9 +13,17 @@ def test_examples_are_a_deterministic_function_of_position():
     assert task.examples(0, 5) != ArithmeticTask(digits=3, seed=8).examples(0, 5)
 
 
-def test_arithmetic_answers_are_right():
-    for example in ArithmeticTask(digits=2, ops="+-*").examples(0, 50):
-        assert evaluate(example.prompt[:-1])[0] == int(example.answer)
+def test_arithmetic_answers_are_right_and_demonstrations_only_add_spaces():
+    examples = ArithmeticTask(digits=2, ops="+-*").examples(0, 200)
+    for example in examples:
+        left, right = example.answer.split("=")
+        assert example.prompt == left + ":"
+        assert evaluate(left)[0] == int(right)
+        assert example.demonstration.replace(" ", "") == example.answer
+        assert exact(example.demonstration, example) == 1.0
+    spaces = sum(e.demonstration.count(" ") for e in examples)
+    gaps = sum(len(e.answer) - 1 for e in examples)
+    assert 0.02 < spaces / gaps < 0.1  # SPACE_PROBABILITY = 0.05
 
 
 @pytest.mark.parametrize(
@@ -59,9 +67,10 @@ def test_countdown_puzzles_are_solvable_and_rewards_check_the_rules():
     assert countdown("__import__('os')", example) == 0.0
 
 
-def test_exact_reward_strips_white_space():
-    assert exact(" 46\n", Example("12+34=", "46")) == 1.0
-    assert exact("46 ", Example("12+34=", "47")) == 0.0
+def test_exact_reward_ignores_white_space():
+    assert exact(" 12 +34=4 6\n", Example("12+34:", "12+34=46")) == 1.0
+    assert exact("12+34=46", Example("12+34:", "12+34=47")) == 0.0
+    assert exact("12+34=46", Example("x", "46")) == 0.0
 
 
 def test_reward_by_import_path_and_errors():

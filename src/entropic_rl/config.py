@@ -61,7 +61,7 @@ class RolloutConfig:
     group_size: int = 8  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 6  # the embedded default's longest answer is 4 tokens
+    max_new_tokens: int = 14  # the embedded default's longest response, 99+99=198, is 9 tokens before spaces
 
     def __post_init__(self) -> None:
         _at_least("prompts_per_step", self.prompts_per_step, 1)

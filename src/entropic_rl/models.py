@@ -34,7 +34,7 @@ from entropic_rl.config import Config, ModelConfig
 from entropic_rl.rewards import get_reward
 from entropic_rl.tasks import ArithmeticTask, CountdownTask
 
-EMBEDDED_VERSION = 2  # bump when the embedded model or its warm start changes: invalidates caches
+EMBEDDED_VERSION = 3  # bump when the embedded model or its warm start changes: invalidates caches
 CHARACTERS = "0123456789+-*/()=: "
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>")
 WARM_START_SEED = 0
@@ -162,7 +162,7 @@ def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int
 def warm_start(
     tokenizer: PreTrainedTokenizerFast, task, held_out: list, max_steps: int, accuracy: float
 ) -> tuple[Qwen2ForCausalLM, dict]:
-    """Supervised training on ``task`` answers (loss on the answer and <eos> only), stopped
+    """Supervised training on ``task`` demonstrations (loss on the response and <eos> only), stopped
     once the sampled accuracy on held-out prompts reaches ``accuracy`` (or after ``max_steps``).
     Returns the model and ``{"steps_run": ..., "held_out_accuracy": ...}``."""
     reward_fn = get_reward(task.default_reward)
@@ -207,7 +207,7 @@ def sampled_accuracy(model, tokenizer, examples, reward_fn) -> float:
     """Fraction of examples answered right by one sample at temperature 1."""
     from entropic_rl.trainer.rollout import generate  # not at the top: entropic_rl.trainer imports this module
 
-    answers = max(len(tokenizer(e.answer, add_special_tokens=False).input_ids) for e in examples)
+    answers = max(len(tokenizer(e.demonstration, add_special_tokens=False).input_ids) for e in examples)
     rollout = generate(
         model,
         tokenizer,
@@ -221,11 +221,11 @@ def sampled_accuracy(model, tokenizer, examples, reward_fn) -> float:
 
 
 def supervised_batch(tokenizer: PreTrainedTokenizerFast, examples) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``<bos> prompt answer <eos>`` ids, and labels masking all but answer and <eos>."""
+    """Right-padded ``<bos> prompt demonstration <eos>`` ids, and labels masking all but the response and <eos>."""
     rows, label_rows = [], []
     for example in examples:
         prompt = tokenizer(example.prompt).input_ids
-        answer = [*tokenizer(example.answer, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+        answer = [*tokenizer(example.demonstration, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
         rows.append(prompt + answer)
         label_rows.append([-100] * len(prompt) + answer)
     width = max(map(len, rows))

@@ -12,8 +12,8 @@ RewardFn = Callable[[str, Example], float]
 
 
 def exact(response: str, example: Example) -> float:
-    """1 if the response, stripped of surrounding white space, is the answer."""
-    return float(response.strip() == example.answer.strip())
+    """1 if the response is the answer, white space ignored."""
+    return float("".join(response.split()) == "".join(example.answer.split()))
 
 
 def countdown(response: str, example: Example) -> float:

@@ -21,13 +21,28 @@ class Example:
     answer: str  # the reference answer
     meta: dict = field(default_factory=dict)  # task data a reward may need (e.g. Countdown's numbers)
 
+    @property
+    def demonstration(self) -> str:
+        """The response the embedded model's warm start is trained on: the answer as written."""
+        return self.meta.get("demonstration", self.answer)
+
+
+SPACE_PROBABILITY = 0.05
+
 
 def _rng(seed: int, position: int) -> random.Random:
     return random.Random(seed * 1_000_003 + position)
 
 
 class ArithmeticTask:
-    """``a+b=`` with ``digits``-digit operands (the difficulty knob); the answer is checked exactly."""
+    """``a+b:`` with ``digits``-digit operands (the difficulty knob); the response writes out the
+    equation, ``a+b=c``, checked exactly with white space ignored.
+
+    The warm-start demonstrations put a space in each gap between characters with probability
+    ``SPACE_PROBABILITY``, as people do now and then. Those gaps are confident tokens with a valid
+    alternative, like the many equivalent phrasings of an LLM's answer: the tokens through which
+    a method that reweights confident tokens can hold entropy up (docs/training.md).
+    """
 
     default_reward = "exact"
 
@@ -45,7 +60,9 @@ class ArithmeticTask:
             a, b = (rng.randrange(10**self.digits) for _ in range(2))
             op = rng.choice(self.ops)
             value = {"+": a + b, "-": a - b, "*": a * b}[op]
-            out.append(Example(f"{a}{op}{b}=", str(value)))
+            equation = f"{a}{op}{b}={value}"
+            written = equation[0] + "".join(" " * (rng.random() < SPACE_PROBABILITY) + c for c in equation[1:])
+            out.append(Example(f"{a}{op}{b}:", equation, {"demonstration": written}))
         return out
 
 
