@@ -175,6 +175,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from entropic_rl.models import load_model
+    from entropic_rl.rewards import get_reward
+    from entropic_rl.tasks import FileTask
+    from entropic_rl.trainer.checkpoint import latest_checkpoint
+    from entropic_rl.trainer.evaluation import Sampling, data_name, evaluate_examples, markdown_table, mean_row
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        ks = [int(k) for k in args.k.split(",")] if args.k else None
+    except ValueError:
+        raise SystemExit(f"error: --k: expected comma-separated integers, got {args.k!r}") from None
+    model_dir = Path(args.model)
+    if (model_dir / "checkpoints").is_dir():  # a run directory: its latest checkpoint
+        model_dir = latest_checkpoint(model_dir) or model_dir
+    if not model_dir.is_dir():
+        raise SystemExit(f"error: --model: {model_dir} is not a folder")
+    try:
+        datasets = {}
+        for path in args.data:
+            data = FileTask(path, args.prompt_field, args.answer_field, template=args.template, limit=args.limit)
+            datasets[data_name(path)] = (data.examples_list, get_reward(args.reward or data.default_reward))
+        device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+        model, tokenizer = load_model(model_dir, args.dtype, device)
+        sampling = Sampling(
+            args.n, args.temperature, args.top_p, args.max_new_tokens, args.batch_size, args.chat_template
+        )
+        results = {}
+        for name, (examples, reward_fn) in datasets.items():
+            torch.manual_seed(args.seed)
+            results[name] = evaluate_examples(model, tokenizer, examples, reward_fn, sampling, ks, label=name)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out = Path(args.out or f"evals/{model_dir.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "samples.jsonl").open("w") as f:
+        for name, result in results.items():
+            for sample in result.pop("samples"):
+                f.write(json.dumps({"data": name, **sample}) + "\n")
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    report = {"model": str(model_dir), "settings": settings, "results": results}
+    if len(results) > 1:
+        report["mean"] = mean_row(results)
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    table = markdown_table(results)
+    (out / "results.md").write_text(f"# {model_dir}\n\n{table}")
+    print(table + f"\nresults: {out / 'results.json'}, {out / 'results.md'}, {out / 'samples.jsonl'}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from entropic_rl.plots import plot_runs
 
@@ -216,6 +269,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="a YAML file (see configs/)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.set_defaults(func=cmd_train)
+
+    ev = commands.add_parser(
+        "eval",
+        help="avg@N, pass@N and pass@k of a model on JSONL/Parquet problem files",
+        description=(
+            "Sample N answers per problem, score them with the data set's checker (GSM8K: final number; "
+            "MATH-style: last \\boxed{} with math-verify), print a table and write results.json, results.md "
+            "and samples.jsonl. Field names and the reward follow the file's layout unless given."
+        ),
+    )
+    ev.add_argument("--model", required=True, help="a Hugging Face model folder, a checkpoint, or a run directory")
+    ev.add_argument("--data", required=True, action="append", help="a .jsonl or .parquet file (repeat for several)")
+    ev.add_argument("--n", type=int, default=8, help="samples per problem (default 8)")
+    ev.add_argument("--k", help="comma-separated k for pass@k (default 1,2,4,... up to n)")
+    ev.add_argument("--limit", type=int, help="only the first LIMIT problems of each file")
+    ev.add_argument("--template", default="plain", help="plain | boxed | a string containing {prompt}")
+    ev.add_argument("--prompt-field", help="default: the first of prompt, question, problem")
+    ev.add_argument("--answer-field", default="answer")
+    ev.add_argument("--reward", help="checker by name or module:function (default: from the file's layout)")
+    ev.add_argument("--temperature", type=float, default=0.6)
+    ev.add_argument("--top-p", type=float, default=0.95)
+    ev.add_argument("--max-new-tokens", type=int, default=512)
+    ev.add_argument("--batch-size", type=int, default=64, help="sequences per generate call")
+    ev.add_argument("--chat-template", default="auto", choices=("auto", "never"))
+    ev.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", help="output folder (default evals/<model folder name>)")
+    ev.set_defaults(func=cmd_eval)
 
     plot = commands.add_parser(
         "plot",

@@ -17,6 +17,7 @@ import yaml
 
 from entropic_rl.core import AGG_MODES
 from entropic_rl.methods import MethodConfig, method_class
+from entropic_rl.tasks import resolve_template
 
 
 class ConfigError(ValueError):
@@ -45,14 +46,16 @@ class TaskConfig:
     name: str = "arithmetic"  # arithmetic | countdown | file
     difficulty: int = 2  # arithmetic: digits per operand; countdown: how many numbers
     path: str | None = None  # file: a .jsonl or .parquet file
-    prompt_field: str = "prompt"
+    prompt_field: str | None = None  # file: null: the first of prompt, question, problem
     answer_field: str = "answer"
+    template: str = "plain"  # file: plain | boxed | a string containing {prompt}
     reward: str | None = None  # null: the task's own; a registered name or "module:function"
 
     def __post_init__(self) -> None:
         _choice("name", self.name, ("arithmetic", "countdown", "file"))
         if self.name == "file" and not self.path:
             raise ValueError("path is required when name is file")
+        resolve_template(self.template)
 
 
 @dataclass
@@ -124,6 +127,22 @@ class LogConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Validation during training: the evaluation of ``entropic eval`` every ``every`` steps,
+    with the rollout's sampling settings, logged to metrics.jsonl."""
+
+    every: int = 0  # steps between validations (and after the last step); 0: never
+    data: list[str] = field(default_factory=list)  # files; empty: held-out problems of the synthetic task
+    problems: int = 64  # the first this many problems of each data set
+    n: int = 4  # samples per problem
+
+    def __post_init__(self) -> None:
+        _at_least("every", self.every, 0)
+        _at_least("problems", self.problems, 1)
+        _at_least("n", self.n, 1)
+
+
+@dataclass
 class Config:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -132,6 +151,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     method: MethodConfig = field(default_factory=lambda: method_class("entropic").config_class())
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -234,6 +254,10 @@ def _coerce(value, hint, name: str):
             return value
         if option is dict and isinstance(value, dict):
             return value
+        if typing.get_origin(option) is list:  # list[str]: a YAML list, or one string
+            items = [value] if isinstance(value, str) else value
+            if isinstance(items, list) and all(isinstance(v, str) for v in items):
+                return list(items)
     expected = " or ".join("null" if o is type(None) else o.__name__ for o in options)
     raise ConfigError(f"{name}: expected {expected}, got {value!r}")
 

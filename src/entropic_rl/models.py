@@ -102,17 +102,30 @@ def load_policy(
         folder = Path(model_cfg.path)
         if not folder.is_dir():
             raise ValueError(f"model.path: {folder} is not a folder")
-    if model_cfg.path is None:
-        # Not AutoTokenizer: transformers would rebuild a Qwen2 tokenizer from the model type and
-        # drop the spaces the character-level tokenizer keeps.
+    return load_model(folder, model_cfg.dtype, device)
+
+
+def load_model(folder: str | Path, dtype: str, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A causal LM and its tokenizer (left padding, the EOS token as pad when there is none)."""
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    return model.to(device), load_tokenizer(folder)
+
+
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
+    """The tokenizer saved in ``folder``. One saved as a plain ``tokenizers`` file (class
+    TokenizersBackend or PreTrainedTokenizerFast, like the embedded character-level one) is
+    loaded as such: AutoTokenizer would rebuild it from the model type (transformers 5 does so
+    for qwen2) and drop the spaces it keeps."""
+    config_file = Path(folder) / "tokenizer_config.json"
+    saved_class = json.loads(config_file.read_text()).get("tokenizer_class") if config_file.is_file() else None
+    if saved_class in ("TokenizersBackend", "PreTrainedTokenizerFast"):
         tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
     else:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, model_cfg.dtype))
-    return model.to(device), tokenizer
+    return tokenizer
 
 
 def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int) -> Path:

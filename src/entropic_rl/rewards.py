@@ -6,9 +6,10 @@ import importlib
 from collections import Counter
 from collections.abc import Callable
 
+from entropic_rl.checkers import Check, check_math, check_number
 from entropic_rl.tasks import Example, UnsafeExpression, evaluate
 
-RewardFn = Callable[[str, Example], float]
+RewardFn = Callable[[str, Example], "float | Check"]
 
 
 def exact(response: str, example: Example) -> float:
@@ -28,7 +29,35 @@ def countdown(response: str, example: Example) -> float:
     return float(value == example.meta["target"])
 
 
-REWARDS: dict[str, RewardFn] = {"exact": exact, "countdown": countdown}
+def gsm8k(response: str, example: Example) -> Check:
+    """GSM8K: the response's last boxed answer, else its final number, equals the reference's
+    final number (after ``####``), compared as numbers."""
+    return check_number(response, example.answer)
+
+
+def math(response: str, example: Example) -> Check:
+    """MATH-style: the response's last ``\\boxed{}`` is equivalent to the reference answer
+    (math-verify, gold first, under a time limit)."""
+    return check_math(response, example.answer)
+
+
+REWARDS: dict[str, RewardFn] = {"exact": exact, "countdown": countdown, "gsm8k": gsm8k, "math": math}
+
+
+def score_responses(reward_fn: RewardFn, responses: list[str], examples: list[Example]) -> tuple[list[float], Counter]:
+    """Scores of the responses and how their checks went: ``ok``, ``no_answer``, ``error``,
+    ``timeout``. A reward function that raises scores 0 and counts as an error: it never stops a
+    run. Reward functions return a number or a ``Check`` (score and status)."""
+    scores, statuses = [], Counter()
+    for response, example in zip(responses, examples, strict=True):
+        try:
+            result = reward_fn(response, example)
+            score, status = (result.score, result.status) if isinstance(result, Check) else (float(result), "ok")
+        except Exception:
+            score, status = 0.0, "error"
+        scores.append(score)
+        statuses[status] += 1
+    return scores, statuses
 
 
 def get_reward(name: str) -> RewardFn:

@@ -97,23 +97,60 @@ class CountdownTask:
         return Example(f"{listed}={target}:", expression, {"numbers": numbers, "target": int(target)})
 
 
+PROMPT_FIELDS = ("prompt", "question", "problem")  # looked for, in this order, when none is given
+TEMPLATES = {
+    "plain": "{prompt}",
+    "boxed": "{prompt}\nPlease reason step by step, and put your final answer within \\boxed{}.",
+}
+
+
+def resolve_template(template: str) -> str:
+    """A template by name (``plain``, ``boxed``) or a string containing ``{prompt}``."""
+    template = TEMPLATES.get(template, template)
+    if "{prompt}" not in template:
+        raise ValueError(f"template must be one of {sorted(TEMPLATES)} or contain {{prompt}}, got {template!r}")
+    return template
+
+
 class FileTask:
-    """Examples from a local JSONL or Parquet file, with configurable field names."""
+    """Examples from a local JSONL or Parquet file, with configurable field names.
 
-    default_reward = "exact"
+    With ``prompt_field=None`` the first of ``prompt``, ``question``, ``problem`` present is used.
+    The default reward follows the file's layout: ``gsm8k`` when answers end in ``#### <number>``
+    (GSM8K), ``math`` when prompts are in ``problem`` (MATH-500, AIME), else ``exact``.
+    ``template`` wraps each prompt (see ``TEMPLATES``); a chat template, if any, comes after.
+    """
 
-    def __init__(self, path: str, prompt_field: str = "prompt", answer_field: str = "answer", seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        prompt_field: str | None = None,
+        answer_field: str = "answer",
+        seed: int = 0,
+        template: str = "plain",
+        limit: int | None = None,
+    ) -> None:
         self.path = Path(path)
-        rows = self._read(self.path)
+        template = resolve_template(template)
+        rows = self._read(self.path)[:limit]
+        if not rows:
+            raise ValueError(f"{self.path}: no examples")
+        if prompt_field is None:
+            prompt_field = next((f for f in PROMPT_FIELDS if f in rows[0][1]), PROMPT_FIELDS[0])
         self.examples_list = []
         for line, row in rows:
             for name in (prompt_field, answer_field):
                 if name not in row:
                     raise ValueError(f"{self.path}:{line}: missing field {name!r} (fields: {sorted(row)})")
             meta = {k: v for k, v in row.items() if k not in (prompt_field, answer_field)}
-            self.examples_list.append(Example(str(row[prompt_field]), str(row[answer_field]), meta))
-        if not self.examples_list:
-            raise ValueError(f"{self.path}: no examples")
+            prompt = template.replace("{prompt}", str(row[prompt_field]))
+            self.examples_list.append(Example(prompt, str(row[answer_field]), meta))
+        if all("####" in e.answer for e in self.examples_list):
+            self.default_reward = "gsm8k"
+        elif prompt_field == "problem":
+            self.default_reward = "math"
+        else:
+            self.default_reward = "exact"
         self.seed = seed
         self._epoch, self._order = -1, []
 
@@ -156,4 +193,13 @@ class FileTask:
         return out
 
 
-__all__ = ["ArithmeticTask", "CountdownTask", "Example", "FileTask", "UnsafeExpression", "evaluate"]
+__all__ = [
+    "TEMPLATES",
+    "ArithmeticTask",
+    "CountdownTask",
+    "Example",
+    "FileTask",
+    "UnsafeExpression",
+    "evaluate",
+    "resolve_template",
+]

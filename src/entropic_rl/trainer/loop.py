@@ -15,9 +15,10 @@ from entropic_rl.config import Config, dump_config
 from entropic_rl.core import agg_denominator, aggregate
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
 from entropic_rl.models import load_policy
-from entropic_rl.rewards import get_reward
+from entropic_rl.rewards import get_reward, score_responses
 from entropic_rl.tasks import ArithmeticTask, CountdownTask, FileTask
 from entropic_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from entropic_rl.trainer.evaluation import Sampling, data_name, validation_metrics
 from entropic_rl.trainer.logger import RunLogger
 from entropic_rl.trainer.rollout import generate, response_logprobs
 
@@ -37,6 +38,7 @@ def train(config: Config, resume: bool = False) -> Path:
     device = torch.device(device)
     task = build_task(config)
     reward_fn = get_reward(config.task.reward or task.default_reward)
+    validation = validation_sets(config, task) if config.eval.every else {}
     model, tokenizer = load_policy(config, device, folder=checkpoint)
     reference = None
     if config.train.kl_coef > 0:  # the frozen initial policy
@@ -71,6 +73,8 @@ def train(config: Config, resume: bool = False) -> Path:
             metrics, rollout, rewards = train_step(
                 config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn
             )
+            if validation and (step % config.eval.every == 0 or step == t.steps):
+                metrics.update(validate(config, model, tokenizer, validation))
             logger.log(step, metrics)
             if config.log.sample_every and step % config.log.sample_every == 0:
                 logger.samples(step, examples, rollout.responses, rewards, config.rollout.group_size)
@@ -107,7 +111,8 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         max_new_tokens=r.max_new_tokens,
         chat_template=config.model.chat_template,
     )
-    rewards, reward_errors = score(reward_fn, rollout.responses, [e for e in examples for _ in range(r.group_size)])
+    scores, checks = score_responses(reward_fn, rollout.responses, [e for e in examples for _ in range(r.group_size)])
+    rewards = torch.tensor(scores)
     advantages = group_advantages(rewards, r.group_size, t.advantage).to(model.device)
     mask = rollout.response_mask.float()
     length = mask.shape[1]
@@ -162,7 +167,8 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         reward_mean=rewards.mean().item(),
         accuracy=(rewards >= 1.0).float().mean().item(),
         response_length=mask.sum(1).mean().item(),
-        reward_errors=float(reward_errors),
+        reward_errors=float(checks["error"]),
+        reward_timeouts=float(checks["timeout"]),
         tokens_per_s=mask.sum().item() / seconds,
         step_time=seconds,
     )
@@ -178,18 +184,6 @@ def forward_batched(model, rollout, micro_batch_size: int, temperature: float):
         for rows in torch.split(torch.arange(len(rollout.sequences)), micro_batch_size)
     ]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def score(reward_fn, responses: list[str], examples: list) -> tuple[torch.Tensor, int]:
-    """Rewards; a reward function that raises scores 0 and is counted, never stops the run."""
-    rewards, errors = [], 0
-    for response, example in zip(responses, examples, strict=True):
-        try:
-            rewards.append(float(reward_fn(response, example)))
-        except Exception:
-            rewards.append(0.0)
-            errors += 1
-    return torch.tensor(rewards), errors
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
@@ -217,10 +211,41 @@ def lr_lambda(config: Config):
     return factor
 
 
+HELD_OUT_POSITION = 10**9  # synthetic validation problems: a position training never reaches
+
+
+def validation_sets(config: Config, task) -> dict:
+    """``{name: (examples, reward_fn)}`` for validation: the first ``eval.problems`` of each
+    ``eval.data`` file, with that file's own reward; else held-out synthetic problems."""
+    e = config.eval
+    if e.data:
+        sets = {}
+        for path in e.data:
+            data = FileTask(path, seed=config.seed, template=config.task.template, limit=e.problems)
+            sets[data_name(path)] = (data.examples_list, get_reward(data.default_reward))
+        return sets
+    if config.task.name == "file":
+        raise ValueError("eval.data: give the files to validate on (training on a file has no held-out part)")
+    reward_fn = get_reward(config.task.reward or task.default_reward)
+    return {config.task.name: (task.examples(HELD_OUT_POSITION, e.problems), reward_fn)}
+
+
+def validate(config: Config, model, tokenizer, validation: dict) -> dict:
+    """The validation metrics, sampled with the rollout settings on a forked RNG, so that
+    validating does not change the training run."""
+    r = config.rollout
+    sampling = Sampling(
+        config.eval.n, r.temperature, r.top_p, r.max_new_tokens, chat_template=config.model.chat_template
+    )
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return validation_metrics(model, tokenizer, validation, sampling)
+
+
 def build_task(config: Config):
     c = config.task
     if c.name == "arithmetic":
         return ArithmeticTask(digits=c.difficulty, seed=config.seed)
     if c.name == "countdown":
         return CountdownTask(n_numbers=c.difficulty, seed=config.seed)
-    return FileTask(c.path, c.prompt_field, c.answer_field, seed=config.seed)
+    return FileTask(c.path, c.prompt_field, c.answer_field, seed=config.seed, template=c.template)
