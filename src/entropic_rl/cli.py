@@ -178,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from entropic_rl.models import load_model
+    from entropic_rl.models import load_model, resolve_model_path
     from entropic_rl.rewards import get_reward
     from entropic_rl.tasks import FileTask
     from entropic_rl.trainer.checkpoint import latest_checkpoint
@@ -190,12 +190,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ks = [int(k) for k in args.k.split(",")] if args.k else None
     except ValueError:
         raise SystemExit(f"error: --k: expected comma-separated integers, got {args.k!r}") from None
-    model_dir = Path(args.model)
-    if (model_dir / "checkpoints").is_dir():  # a run directory: its latest checkpoint
-        model_dir = latest_checkpoint(model_dir) or model_dir
-    if not model_dir.is_dir():
-        raise SystemExit(f"error: --model: {model_dir} is not a folder")
     try:
+        model_dir = resolve_model_path(args.model, "--model")
+        if (model_dir / "checkpoints").is_dir():  # a run directory: its latest checkpoint
+            model_dir = latest_checkpoint(model_dir) or model_dir
         datasets = {}
         for path in args.data:
             data = FileTask(path, args.prompt_field, args.answer_field, template=args.template, limit=args.limit)
@@ -279,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
             "and samples.jsonl. Field names and the reward follow the file's layout unless given."
         ),
     )
-    ev.add_argument("--model", required=True, help="a Hugging Face model folder, a checkpoint, or a run directory")
+    ev.add_argument(
+        "--model", required=True, help="a Hugging Face model folder, a checkpoint, a run directory, or smollm2"
+    )
     ev.add_argument("--data", required=True, action="append", help="a .jsonl or .parquet file (repeat for several)")
     ev.add_argument("--n", type=int, default=8, help="samples per problem (default 8)")
     ev.add_argument("--k", help="comma-separated k for pass@k (default 1,2,4,... up to n)")
