@@ -178,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from entropic_rl.models import load_model, resolve_model_path
+    from entropic_rl.models import choose_device, load_model, resolve_model_path
     from entropic_rl.rewards import get_reward
     from entropic_rl.tasks import FileTask
     from entropic_rl.trainer.checkpoint import latest_checkpoint
@@ -198,8 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for path in args.data:
             data = FileTask(path, args.prompt_field, args.answer_field, template=args.template, limit=args.limit)
             datasets[data_name(path)] = (data.examples_list, get_reward(args.reward or data.default_reward))
-        device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-        model, tokenizer = load_model(model_dir, args.dtype, device)
+        model, tokenizer = load_model(model_dir, args.dtype, choose_device(args.device))
         sampling = Sampling(
             args.n, args.temperature, args.top_p, args.max_new_tokens, args.batch_size, args.chat_template
         )

@@ -154,6 +154,13 @@ def smollm2_folder() -> Path:
     return folder
 
 
+def choose_device(name: str) -> torch.device:
+    """``auto``: cuda when available, else cpu; otherwise the named device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def load_model(folder: str | Path, dtype: str, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A causal LM and its tokenizer (left padding, the EOS token as pad when there is none)."""
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from entropic_rl.config import Config, dump_config
 from entropic_rl.core import agg_denominator, aggregate
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
-from entropic_rl.models import load_policy
+from entropic_rl.models import choose_device, load_policy
 from entropic_rl.rewards import get_reward, score_responses
 from entropic_rl.tasks import ArithmeticTask, CountdownTask, FileTask
 from entropic_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -32,10 +32,7 @@ def train(config: Config, resume: bool = False) -> Path:
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
     torch.manual_seed(config.seed)
-    device = config.model.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = choose_device(config.model.device)
     task = build_task(config)
     reward_fn = get_reward(config.task.reward or task.default_reward)
     validation = validation_sets(config, task) if config.eval.every else {}
