@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropic_rl import AGG_MODES, agg_denominator, aggregate, policy_loss
+from entropic_rl.core import entropic_weights
 
 # Two sequences of length 3: the first has 3 valid tokens, the second 1.
 VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
@@ -250,6 +251,35 @@ def test_property_exact_gradient_is_one_plus_minus_alpha_times_ppo_off_policy(al
     confident = (mask > 0) & (log_prob.detach() > math.log(0.95))
     factor = torch.where(confident, 1 + alpha * torch.sign(adv), torch.ones(()))
     torch.testing.assert_close(grad, factor * grad_base)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    alpha=st.floats(-1.0, 1.0),
+    seed=st.integers(0, 10_000),
+    agg=st.sampled_from(AGG_MODES),
+    threshold=st.sampled_from([0.0, 0.5, 0.95]),
+)
+def test_property_reweighted_advantages_give_the_exact_loss_and_gradient(alpha, seed, agg, threshold):
+    # What the TRL and verl integrations rely on: the plain loss with advantages times the
+    # EntroPIC weights equals the exact EntroPIC loss, value and gradient, clipped tokens included.
+    log_prob, old, adv, mask = rollout(seed, on_policy=False)
+    weights = entropic_weights(log_prob, adv, mask, alpha, threshold)
+    assert weights.min() >= 0 and weights.max() <= 2 and not weights.requires_grad
+    exact, _ = policy_loss(log_prob, old, adv, mask, alpha=alpha, threshold=threshold, normalize="exact", agg=agg)
+    reweighted, _ = policy_loss(log_prob, old, adv * weights, mask, agg=agg)
+    torch.testing.assert_close(reweighted, exact)
+    grads = [torch.autograd.grad(loss, log_prob)[0] for loss in (exact, reweighted)]
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_entropic_weights_hand_computed():
+    # pi = 0.99, 0.5, 0.99, 0.99 (last one padding); A = +1, +1, -1, -1; threshold 0.95, alpha 0.5
+    log_prob = torch.log(torch.tensor([[0.99, 0.5, 0.99, 0.99]]))
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    weights = entropic_weights(log_prob, adv, mask, alpha=0.5, threshold=0.95)
+    torch.testing.assert_close(weights, torch.tensor([[1.5, 1.0, 0.5, 1.0]]))
 
 
 @pytest.mark.parametrize("agg", AGG_MODES)

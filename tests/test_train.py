@@ -226,29 +226,33 @@ def test_embedded_tokenizer_keeps_spaces_when_reloaded():
     assert tokenizer.decode(tokenizer("12 3").input_ids, skip_special_tokens=True) == "12 3"
 
 
-def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_path):
+def tiny_llama(tokenizer):
+    """A 2-layer Llama for the tokenizer, seeded: any local Hugging Face causal LM."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_path):
     from entropic_rl.trainer.rollout import format_prompts
 
     tokenizer = char_tokenizer()
     tokenizer.chat_template = (
         "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}={% endif %}"
     )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    model = tiny_llama(tokenizer)
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     data = tmp_path / "data.jsonl"

@@ -2,7 +2,14 @@
 
 from entropic_rl.core.controller import PIController, TargetSchedule
 from entropic_rl.core.entropy import token_logprobs_and_entropy
-from entropic_rl.core.losses import AGG_MODES, agg_denominator, aggregate, policy_loss
+from entropic_rl.core.losses import (
+    AGG_MODES,
+    agg_denominator,
+    aggregate,
+    confident_mask,
+    entropic_weights,
+    policy_loss,
+)
 
 __all__ = [
     "AGG_MODES",
@@ -10,6 +17,8 @@ __all__ = [
     "TargetSchedule",
     "agg_denominator",
     "aggregate",
+    "confident_mask",
+    "entropic_weights",
     "policy_loss",
     "token_logprobs_and_entropy",
 ]

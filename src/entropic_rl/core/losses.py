@@ -62,6 +62,26 @@ def _token_weights(mask: torch.Tensor, mode: str, denominator: torch.Tensor | fl
     return mask / denominator
 
 
+def confident_mask(log_prob: torch.Tensor, response_mask: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``C = m * 1[pi > threshold]``, pi the current policy (detached); ``threshold=0``: every valid token."""
+    log_threshold = math.log(threshold) if threshold > 0 else -math.inf
+    return response_mask.float() * (log_prob.detach() > log_threshold).float()
+
+
+def entropic_weights(
+    log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor, alpha: float, threshold: float
+) -> torch.Tensor:
+    """The per-token weights ``1 + alpha * sign(A) * C`` of the exact EntroPIC loss (detached).
+
+    PPO-clip with dual clip is positively homogeneous in the advantage (``pg(wA) = w pg(A)`` for
+    ``w >= 0``), and with ``|alpha| <= 1`` every weight is in [0, 2], so a framework's own loss with
+    the advantages multiplied by these weights IS ``policy_loss(..., normalize="exact")``: this is
+    how the TRL and verl integrations apply EntroPIC without copying their loss code.
+    """
+    sign = torch.sign(advantages).detach()
+    return 1.0 + alpha * sign * confident_mask(log_prob, response_mask, threshold)
+
+
 def policy_loss(
     log_prob: torch.Tensor,
     old_log_prob: torch.Tensor,
@@ -121,12 +141,12 @@ def policy_loss(
     local_denominator = agg_denominator(mask, agg)
     if denominator is None:
         denominator = local_denominator
-    log_threshold = math.log(threshold) if threshold > 0 else -math.inf  # threshold 0: every token
-    confident = mask * (log_prob.detach() > log_threshold).float()
+    confident = confident_mask(log_prob, mask, threshold)
     sign = torch.sign(advantages).detach()
 
     if normalize == "exact":
-        loss = aggregate((1.0 + alpha * sign * confident) * pg_losses, mask, agg, denominator)
+        weights = entropic_weights(log_prob, advantages, mask, alpha, threshold)
+        loss = aggregate(weights * pg_losses, mask, agg, denominator)
         kappa = confident  # relative weight of the adjustment: exactly 1 on confident tokens
     else:
         scale = local_denominator / denominator

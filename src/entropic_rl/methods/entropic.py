@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from entropic_rl.core import PIController, aggregate
+from entropic_rl.core import PIController, aggregate, entropic_weights
 from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window
+
+# The fields a framework integration exposes (normalisation is always exact there).
+FRAMEWORK_FIELDS = ("target_entropy", "schedule", "kp", "ki", "alpha_min", "alpha_max", "threshold", "anti_windup")
 
 
 @dataclass
@@ -46,6 +49,18 @@ class EntroPICConfig(MethodConfig):
                 "target_entropy: null)"
             )
         self.controller()  # validates the controller fields, naming them
+
+    @classmethod
+    def from_fields(cls, source, prefix: str, label: str) -> EntroPICConfig:
+        """The config from a framework's config whose EntroPIC fields are ``prefix + field`` (the
+        TRL and verl integrations); an error names the field as ``label + field``."""
+        fields = {name: getattr(source, f"{prefix}{name}") for name in FRAMEWORK_FIELDS}
+        if fields["schedule"] is not None:
+            fields["schedule"] = dict(fields["schedule"])  # from Hydra: a DictConfig
+        try:
+            return cls(**fields)
+        except ValueError as exc:
+            raise ValueError(f"{label}{exc}") from None
 
     def controller(self) -> PIController:
         return PIController(
@@ -89,6 +104,11 @@ class EntroPIC(Method):
         c = self.config
         return super()._policy_loss(mb, denominator, alpha=alpha, threshold=c.threshold, normalize=c.normalize)
 
+    def advantage_weights(self, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-token weights that turn a framework's own PPO loss into this method's loss when
+        multiplied into its advantages (``core.entropic_weights``; exact normalisation only)."""
+        return entropic_weights(log_prob, advantages, mask, self.alpha, self.config.threshold)
+
     def end_step(self) -> dict[str, float]:
         return self.controller.metrics()
 
@@ -105,6 +125,9 @@ class EntroPICReference(EntroPIC):
 
     def begin_step(self, window: Window) -> None:
         pass  # alpha comes from each micro-batch's own entropy
+
+    def advantage_weights(self, log_prob, advantages, mask):
+        raise NotImplementedError("entropic-reference normalises over confident tokens: no per-token advantage weights")
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         entropy = aggregate(micro_batch.entropy.detach(), micro_batch.mask, self.loss_settings.agg).item()

@@ -1,0 +1,258 @@
+"""The verl plug-in on CPU: registration through the entry point, the config from Hydra-style
+overrides, the registered loss against the core, and the driver-side controller with the worker
+group and TransferQueue mocked. No Ray cluster, no rollout engine: docs/verl.md says what was run."""
+
+import json
+import os
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+import torch
+import verl
+from hydra import compose, initialize_config_dir
+from tensordict import TensorDict
+from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, get_policy_loss_fn
+from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+from verl.utils.config import omega_conf_to_dataclass
+
+from entropic_rl.core import AGG_MODES, policy_loss
+from entropic_rl.integrations import verl as plugin
+from test_losses import rollout
+
+OURS = "entropic_rl.integrations.verl.EntroPICPolicyLossConfig"
+BASE = [
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
+    f"actor_rollout_ref.actor.policy_loss._target_={OURS}",
+    "actor_rollout_ref.actor.policy_loss.loss_mode=entropic",
+    "trainer.v1.trainer_mode=entropic",
+]
+
+
+def verl_config(*overrides):
+    with initialize_config_dir(
+        config_dir=os.path.join(os.path.dirname(verl.__file__), "trainer/config"), version_base=None
+    ):
+        return compose(config_name="ppo_trainer", overrides=[*BASE, *overrides])
+
+
+@pytest.fixture(scope="module")
+def actor_config():
+    return omega_conf_to_dataclass(verl_config().actor_rollout_ref.actor)
+
+
+def test_verl_loads_the_plugin_through_its_entry_point():
+    assert POLICY_LOSS_REGISTRY["entropic"] is plugin.compute_policy_loss_entropic
+    assert TRAINER_REGISTRY["entropic"] is plugin.EntroPICTrainer
+
+
+def test_the_config_instantiates_from_hydra_overrides():
+    config = verl_config(
+        "+actor_rollout_ref.actor.policy_loss.target_entropy=0.2",
+        "+actor_rollout_ref.actor.policy_loss.kp=5",
+        "+actor_rollout_ref.actor.policy_loss.threshold=0.9",
+    )
+    settings = omega_conf_to_dataclass(config.actor_rollout_ref.actor).policy_loss
+    assert isinstance(settings, plugin.EntroPICPolicyLossConfig)
+    assert (settings.target_entropy, settings.kp, settings.threshold, settings.delivery) == (0.2, 5, 0.9, "loss")
+
+    schedule = "{kind: linear, start: 0.5, end: 0.1, steps: 10}"
+    config = verl_config(
+        "+actor_rollout_ref.actor.policy_loss.target_entropy=null",
+        f"+actor_rollout_ref.actor.policy_loss.schedule={schedule}",
+    )
+    settings = omega_conf_to_dataclass(config.actor_rollout_ref.actor).policy_loss
+    assert settings.method_config().controller().target == 0.5
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+actor_rollout_ref.actor.policy_loss.kp=-1", r"policy_loss\.kp must be"),
+        ("+actor_rollout_ref.actor.policy_loss.delivery=carrier-pigeon", r"policy_loss\.delivery must be one of"),
+        (
+            "+actor_rollout_ref.actor.policy_loss.schedule={kind: constant, end: 0.1}",  # and the default target
+            r"policy_loss\.target_entropy: give exactly one",
+        ),
+    ],
+)
+def test_bad_settings_name_the_field(override, message):
+    with pytest.raises(Exception, match=message):
+        omega_conf_to_dataclass(verl_config(override).actor_rollout_ref.actor)
+
+
+def test_the_stock_policy_loss_config_rejects_the_fields():
+    # Why the plug-in has its own config class.
+    config = verl_config(
+        "actor_rollout_ref.actor.policy_loss._target_=verl.workers.config.PolicyLossConfig",
+        "+actor_rollout_ref.actor.policy_loss.kp=5",
+    )
+    with pytest.raises(Exception, match="kp"):
+        omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+
+
+@pytest.mark.parametrize("agg", AGG_MODES)
+@pytest.mark.parametrize("alpha", [-0.8, 0.0, 0.5])
+def test_the_registered_loss_is_the_core_exact_loss(actor_config, agg, alpha):
+    actor_config.policy_loss.alpha = alpha
+    log_prob, old, adv, mask = rollout(seed=3, on_policy=False)
+    loss, metrics = get_policy_loss_fn("entropic")(old, log_prob, adv, mask.bool(), agg, actor_config, None)
+    core, core_metrics = policy_loss(
+        log_prob,
+        old,
+        adv,
+        mask,
+        clip_low=actor_config.clip_ratio_low,
+        clip_high=actor_config.clip_ratio_high,
+        clip_c=actor_config.clip_ratio_c,
+        agg=agg,
+        alpha=alpha,
+        threshold=actor_config.policy_loss.threshold,
+        normalize="exact",
+    )
+    torch.testing.assert_close(loss, core)
+    grads = [torch.autograd.grad(value, log_prob)[0] for value in (loss, core)]
+    torch.testing.assert_close(grads[0], grads[1])
+    assert metrics["actor/entropic_alpha"] == alpha
+    assert metrics["actor/entropic_confident_frac"] == pytest.approx(core_metrics["confident_frac"].item())
+
+
+def test_the_registered_loss_refuses_the_stock_config(actor_config):
+    stock = SimpleNamespace(policy_loss=SimpleNamespace(loss_mode="entropic"))
+    log_prob, old, adv, mask = rollout()
+    with pytest.raises(TypeError, match="EntroPICPolicyLossConfig"):
+        get_policy_loss_fn("entropic")(old, log_prob, adv, mask.bool(), "token-mean", stock, None)
+
+
+def test_the_worker_loss_takes_alpha_from_the_batch(actor_config):
+    worker_loss = plugin.EntroPICWorkerLoss(actor_config)
+    seen = []
+    data = TensorDict({}, batch_size=(0,))
+    with mock.patch.object(plugin, "ppo_loss", lambda config, *args: seen.append(config.policy_loss.alpha)):
+        tu.assign_non_tensor(data, **{plugin.ALPHA_KEY: -0.25})
+        worker_loss({}, data)
+    assert seen == [-0.25]
+    with pytest.raises(RuntimeError, match=plugin.ALPHA_KEY):
+        worker_loss({}, TensorDict({}, batch_size=(0,)))
+
+
+def make_trainer(tmp_path, *overrides):
+    config = verl_config(
+        "+actor_rollout_ref.actor.policy_loss.target_entropy=0.2",
+        "+actor_rollout_ref.actor.policy_loss.kp=2",
+        "+actor_rollout_ref.actor.policy_loss.ki=0.5",
+        f"trainer.default_local_dir={tmp_path / 'checkpoints'}",
+        *overrides,
+    )
+    trainer = plugin.EntroPICTrainer(config)
+    trainer.actor_rollout_wg = mock.MagicMock()
+    trainer.checkpoint_manager = mock.MagicMock()
+    trainer.global_steps = 0  # set by verl's _setup
+    return trainer
+
+
+def one_step(trainer, monkeypatch, entropy):
+    """The driver's part of a step, with verl's own work replaced by what it reports."""
+    monkeypatch.setattr(
+        PPOTrainerSync,
+        "_compute_old_log_prob",
+        lambda self, batch, metrics: metrics.update({"actor/entropy": entropy}) or batch,
+    )
+    sent = []
+    monkeypatch.setattr(
+        PPOTrainerSync, "_update_actor", lambda self, batch, metrics: sent.append(dict(batch.extra_info)) or batch
+    )
+    metrics = {}
+    batch = SimpleNamespace(extra_info={}, keys=["k"], partition_id="train")
+    trainer._compute_old_log_prob(batch, metrics)
+    trainer._update_actor(batch, metrics)
+    return metrics, sent[0]
+
+
+def test_the_driver_controller_sends_one_alpha_per_step(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path)
+    assert trainer.trainer_mode == "sync"  # verl's sync code paths
+
+    trainer.on_init_end()
+    (worker_loss,), _ = trainer.actor_rollout_wg.set_loss_fn.call_args
+    assert isinstance(worker_loss, plugin.EntroPICWorkerLoss)
+
+    metrics, extra = one_step(trainer, monkeypatch, entropy=0.5)  # too much entropy: alpha > 0
+    assert metrics["entropic/alpha"] == pytest.approx(2 * 0.3) == extra[plugin.ALPHA_KEY]
+    assert metrics["entropic/entropy"] == 0.5 and metrics["entropic/target"] == 0.2
+    metrics, extra = one_step(trainer, monkeypatch, entropy=0.1)  # too little: P pulls alpha below 0
+    assert extra[plugin.ALPHA_KEY] == pytest.approx(2 * -0.1 + 0.5 * 0.3)
+    assert trainer.entropic.controller.steps == 2
+
+
+def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path)
+    one_step(trainer, monkeypatch, entropy=0.5)
+    trainer.global_steps = 7
+    monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
+    trainer._save_checkpoint()
+    saved = tmp_path / "checkpoints" / "global_step_7" / plugin.CONTROLLER_FILE
+    assert json.loads(saved.read_text()) == json.loads(json.dumps(trainer.entropic.state_dict()))
+
+    resumed = make_trainer(tmp_path)
+    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 7))
+    resumed._load_checkpoint()
+    assert resumed.entropic.state_dict() == trainer.entropic.state_dict()
+
+    saved.unlink()
+    with pytest.raises(FileNotFoundError, match=plugin.CONTROLLER_FILE):
+        make_trainer(tmp_path)._load_checkpoint()
+
+
+def test_the_advantage_fallback_reweights_with_the_old_policy(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, "+actor_rollout_ref.actor.policy_loss.delivery=advantages")
+    trainer.on_init_end()
+    trainer.actor_rollout_wg.set_loss_fn.assert_not_called()  # the workers keep verl's loss
+
+    # Two responses of lengths 3 and 2, stored nested as verl stores them.
+    nested = lambda rows: torch.nested.as_nested_tensor([torch.tensor(r) for r in rows], layout=torch.jagged)  # noqa: E731
+    old_probs = [[0.99, 0.5, 0.99], [0.99, 0.2]]
+    stored = TensorDict(
+        {
+            "advantages": nested([[1.0, 1.0, 1.0], [-2.0, -2.0]]),
+            "old_log_probs": nested([[torch.tensor(p).log().item() for p in row] for row in old_probs]),
+            "response_mask": nested([[1, 1, 1], [1, 1]]),
+        },
+        batch_size=2,
+    )
+    put = {}
+    monkeypatch.setattr(plugin.tq, "kv_batch_get", lambda **kw: stored)
+    monkeypatch.setattr(plugin.tq, "kv_batch_put", lambda **kw: put.update(kw))
+    _, extra = one_step(trainer, monkeypatch, entropy=0.5)  # alpha = 0.6
+    assert plugin.ALPHA_KEY not in extra
+    advantages = put["fields"]["advantages"]
+    torch.testing.assert_close(advantages[0], torch.tensor([1.6, 1.0, 1.6]))  # confident positives: 1 + alpha
+    torch.testing.assert_close(advantages[1], torch.tensor([-0.8, -2.0]))  # confident negative: 1 - alpha
+
+
+def test_the_entropic_trainer_needs_the_entropic_config(tmp_path):
+    config = verl_config("actor_rollout_ref.actor.policy_loss._target_=verl.workers.config.PolicyLossConfig")
+    with pytest.raises(ValueError, match="EntroPICPolicyLossConfig"):
+        plugin.EntroPICTrainer(config)
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_alpha_in_the_batch_meta_data_reaches_every_micro_batch(dynamic):
+    # The path from the driver's extra_info to the worker loss: verl turns extra_info into
+    # non-tensor data of the worker's batch, which its mini-batch iterator and micro-batch
+    # split (fixed or dynamic size) must carry along.
+    from verl.workers.engine.utils import prepare_micro_batches
+
+    lengths = [3, 2, 4, 1, 2, 3, 1, 4]
+    ids = torch.nested.as_nested_tensor([torch.ones(n, dtype=torch.long) for n in lengths], layout=torch.jagged)
+    batch = TensorDict({"input_ids": ids, "attention_mask": ids.clone()}, batch_size=len(lengths))
+    tu.assign_non_tensor(batch, use_dynamic_bsz=dynamic, max_token_len_per_gpu=5, micro_batch_size_per_gpu=2)
+    tu.assign_non_tensor(batch, **{plugin.ALPHA_KEY: 0.37})
+    seen = []
+    for mini in tu.make_iterator(batch, mini_batch_size=4, epochs=2, seed=1, dataloader_kwargs={"shuffle": True}):
+        micro_batches, _ = prepare_micro_batches(mini)
+        seen += [tu.get_non_tensor_data(micro, plugin.ALPHA_KEY, None) for micro in micro_batches]
+    assert len(seen) >= 8 and set(seen) == {0.37}
