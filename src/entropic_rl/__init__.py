@@ -6,6 +6,8 @@ from entropic_rl.core import (
     TargetSchedule,
     agg_denominator,
     aggregate,
+    confident_mask,
+    entropic_weights,
     policy_loss,
     token_logprobs_and_entropy,
 )
@@ -19,6 +21,8 @@ __all__ = [
     "__version__",
     "agg_denominator",
     "aggregate",
+    "confident_mask",
+    "entropic_weights",
     "policy_loss",
     "token_logprobs_and_entropy",
 ]
