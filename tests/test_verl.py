@@ -154,22 +154,36 @@ def make_trainer(tmp_path, *overrides):
     return trainer
 
 
-def one_step(trainer, monkeypatch, entropy):
-    """The driver's part of a step, with verl's own work replaced by what it reports."""
+def nested(rows):
+    """Responses as verl keeps them in TransferQueue: nested (jagged) tensors."""
+    return torch.nested.as_nested_tensor([torch.tensor(row) for row in rows], layout=torch.jagged)
+
+
+def one_step(trainer, monkeypatch, store: TensorDict):
+    """The driver's part of a step, with verl's own work replaced by what it leaves behind: the
+    fields in TransferQueue (``store``) and the metrics."""
+    monkeypatch.setattr(plugin.tq, "kv_batch_get", lambda select_fields, **kw: store.select(*select_fields))
+    monkeypatch.setattr(plugin.tq, "kv_batch_put", lambda fields, **kw: store.update(fields))
     monkeypatch.setattr(
         PPOTrainerSync,
         "_compute_old_log_prob",
-        lambda self, batch, metrics: metrics.update({"actor/entropy": entropy}) or batch,
+        lambda self, batch, metrics: metrics.update({"actor/entropy": "verl's aggregate, not used"}) or batch,
     )
     sent = []
-    monkeypatch.setattr(
-        PPOTrainerSync, "_update_actor", lambda self, batch, metrics: sent.append(dict(batch.extra_info)) or batch
-    )
+    monkeypatch.setattr(PPOTrainerSync, "_update_actor", lambda self, batch, metrics: sent.append(batch.extra_info))
     metrics = {}
-    batch = SimpleNamespace(extra_info={}, keys=["k"], partition_id="train")
+    batch = SimpleNamespace(extra_info={}, keys=["a", "b"], partition_id="train")
     trainer._compute_old_log_prob(batch, metrics)
     trainer._update_actor(batch, metrics)
     return metrics, sent[0]
+
+
+def entropy_store(entropy):
+    """Two responses of lengths 3 and 2 whose every token has this entropy."""
+    return TensorDict(
+        {"entropy": nested([[entropy] * 3, [entropy] * 2]), "response_mask": nested([[1, 1, 1], [1, 1]])},
+        batch_size=2,
+    )
 
 
 def test_the_driver_controller_sends_one_alpha_per_step(tmp_path, monkeypatch):
@@ -180,17 +194,27 @@ def test_the_driver_controller_sends_one_alpha_per_step(tmp_path, monkeypatch):
     (worker_loss,), _ = trainer.actor_rollout_wg.set_loss_fn.call_args
     assert isinstance(worker_loss, plugin.EntroPICWorkerLoss)
 
-    metrics, extra = one_step(trainer, monkeypatch, entropy=0.5)  # too much entropy: alpha > 0
+    metrics, extra = one_step(trainer, monkeypatch, entropy_store(0.5))  # too much entropy: alpha > 0
     assert metrics["entropic/alpha"] == pytest.approx(2 * 0.3) == extra[plugin.ALPHA_KEY]
-    assert metrics["entropic/entropy"] == 0.5 and metrics["entropic/target"] == 0.2
-    metrics, extra = one_step(trainer, monkeypatch, entropy=0.1)  # too little: P pulls alpha below 0
+    assert metrics["entropic/entropy"] == pytest.approx(0.5) and metrics["entropic/target"] == 0.2
+    metrics, extra = one_step(trainer, monkeypatch, entropy_store(0.1))  # too little: P pulls alpha below 0
     assert extra[plugin.ALPHA_KEY] == pytest.approx(2 * -0.1 + 0.5 * 0.3)
     assert trainer.entropic.controller.steps == 2
 
 
+def test_a_rollout_serving_several_optimizer_steps_integrates_each(tmp_path, monkeypatch):
+    # 2 sequences, mini-batches of 1, 2 epochs: 4 optimizer steps on one measured entropy.
+    trainer = make_trainer(
+        tmp_path, "actor_rollout_ref.actor.ppo_mini_batch_size=1", "actor_rollout_ref.actor.ppo_epochs=2"
+    )
+    one_step(trainer, monkeypatch, entropy_store(0.5))
+    assert trainer.entropic.controller.steps == 4
+    assert trainer.entropic.controller.integral == pytest.approx(4 * 0.3)
+
+
 def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path)
-    one_step(trainer, monkeypatch, entropy=0.5)
+    one_step(trainer, monkeypatch, entropy_store(0.5))
     trainer.global_steps = 7
     monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
     trainer._save_checkpoint()
@@ -212,25 +236,19 @@ def test_the_advantage_fallback_reweights_with_the_old_policy(tmp_path, monkeypa
     trainer.on_init_end()
     trainer.actor_rollout_wg.set_loss_fn.assert_not_called()  # the workers keep verl's loss
 
-    # Two responses of lengths 3 and 2, stored nested as verl stores them.
-    nested = lambda rows: torch.nested.as_nested_tensor([torch.tensor(r) for r in rows], layout=torch.jagged)  # noqa: E731
     old_probs = [[0.99, 0.5, 0.99], [0.99, 0.2]]
-    stored = TensorDict(
-        {
-            "advantages": nested([[1.0, 1.0, 1.0], [-2.0, -2.0]]),
-            "old_log_probs": nested([[torch.tensor(p).log().item() for p in row] for row in old_probs]),
-            "response_mask": nested([[1, 1, 1], [1, 1]]),
-        },
-        batch_size=2,
-    )
-    put = {}
-    monkeypatch.setattr(plugin.tq, "kv_batch_get", lambda **kw: stored)
-    monkeypatch.setattr(plugin.tq, "kv_batch_put", lambda **kw: put.update(kw))
-    _, extra = one_step(trainer, monkeypatch, entropy=0.5)  # alpha = 0.6
+    store = entropy_store(0.5)  # alpha = 0.6
+    store["advantages"] = nested([[1.0, 1.0, 1.0], [-2.0, -2.0]])
+    store["old_log_probs"] = nested([[torch.tensor(p).log().item() for p in row] for row in old_probs])
+    _, extra = one_step(trainer, monkeypatch, store)
     assert plugin.ALPHA_KEY not in extra
-    advantages = put["fields"]["advantages"]
-    torch.testing.assert_close(advantages[0], torch.tensor([1.6, 1.0, 1.6]))  # confident positives: 1 + alpha
-    torch.testing.assert_close(advantages[1], torch.tensor([-0.8, -2.0]))  # confident negative: 1 - alpha
+    torch.testing.assert_close(store["advantages"][0], torch.tensor([1.6, 1.0, 1.6]))  # confident positives: 1 + alpha
+    torch.testing.assert_close(store["advantages"][1], torch.tensor([-0.8, -2.0]))  # confident negative: 1 - alpha
+
+
+def test_distillation_needs_the_advantage_delivery(tmp_path):
+    with pytest.raises(ValueError, match="delivery=advantages"):
+        make_trainer(tmp_path, "distillation.enabled=true")
 
 
 def test_the_entropic_trainer_needs_the_entropic_config(tmp_path):

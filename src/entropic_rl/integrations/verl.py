@@ -10,11 +10,11 @@ What it registers:
 - ``EntroPICPolicyLossConfig``, the ``policy_loss`` config class with the EntroPIC fields (verl's
   stock one rejects unknown keys);
 - the trainer ``entropic`` (``trainer.v1.trainer_mode=entropic``): verl's synchronous trainer plus
-  the controller on the driver. After verl computes the old-policy log-probs it has the batch
-  entropy (its ``actor/entropy`` metric, over the whole batch of every worker); the controller turns
-  it into alpha once per step, and alpha reaches the workers in the batch's meta data, so every
-  worker applies the same value. The controller state is saved in each ``global_step_N`` folder and
-  restored on resume.
+  the controller on the driver. verl computes the entropy of each batch with its old-policy
+  log-probs; the controller turns its token mean (over the whole batch, every worker's share) into
+  alpha once per rollout, before the update on that batch, counting the optimizer steps the batch
+  serves; alpha reaches the workers in the batch's meta data, so every worker applies the same
+  value. The controller state is saved in each ``global_step_N`` folder and restored on resume.
 
 ``delivery`` chooses how alpha reaches the loss:
 
@@ -38,6 +38,7 @@ import torch
 import transfer_queue as tq
 from omegaconf import open_dict
 from tensordict import TensorDict
+from verl.trainer.distillation import is_distillation_enabled
 from verl.trainer.ppo.core_algos import get_policy_loss_fn, register_policy_loss
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -135,17 +136,24 @@ class EntroPICTrainer(PPOTrainerSync):
     """verl's synchronous trainer with the EntroPIC controller on the driver."""
 
     def __init__(self, config) -> None:
-        # verl switches on trainer_mode == "sync" in several places; this trainer is that one.
-        with open_dict(config):
-            config.trainer.v1.trainer_mode = "sync"
-        super().__init__(config)
         self.policy_loss_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor.policy_loss)
         if not isinstance(self.policy_loss_config, EntroPICPolicyLossConfig):
             raise ValueError(
                 "trainer.v1.trainer_mode=entropic: set "
                 "actor_rollout_ref.actor.policy_loss._target_=entropic_rl.integrations.verl.EntroPICPolicyLossConfig"
             )
+        if self.policy_loss_config.delivery == "loss" and is_distillation_enabled(config.get("distillation")):
+            raise ValueError(
+                "distillation.enabled: its worker loss would be replaced by EntroPIC's; use "
+                "actor_rollout_ref.actor.policy_loss.delivery=advantages with distillation"
+            )
         self.entropic = EntroPIC(self.policy_loss_config.method_config(), LossSettings())
+        self._window: Window | None = None  # entropy of the batch being trained on
+        # verl switches on trainer_mode == "sync" in several places (and reads trainer.v1.sync.*);
+        # this trainer is that one, plus the controller.
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = "sync"
+        super().__init__(config)
 
     def on_init_end(self) -> None:
         if self.policy_loss_config.delivery == "loss":
@@ -160,12 +168,23 @@ class EntroPICTrainer(PPOTrainerSync):
                 "EntroPIC needs the old-policy entropy, which verl does not compute in rollout-correction "
                 "bypass mode: set algorithm.rollout_correction.bypass_mode=false"
             )
-        # Alpha for this step's update, from the entropy of the batch it updates on.
-        self.entropic.begin_step(Window(metrics["actor/entropy"], 1.0))
-        metrics.update({f"entropic/{name}": value for name, value in self.entropic.end_step().items()})
+        # The token mean of the entropies verl just computed, whatever loss_agg_mode is.
+        data = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=["entropy", "response_mask"]
+        )
+        padded = data.to_padded_tensor()  # verl stores responses as nested (jagged) tensors
+        mask = padded["response_mask"].float()
+        actor = self.config.actor_rollout_ref.actor
+        mini_batch = actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+        steps = max(1, data.batch_size[0] // mini_batch) * actor.ppo_epochs  # optimizer steps on this batch
+        self._window = Window((padded["entropy"].float() * mask).sum().item(), mask.sum().item(), steps)
         return batch
 
     def _update_actor(self, batch, metrics: dict):
+        # Alpha for the update on this batch, from this batch's entropy under the policy that sampled
+        # it (here, not when it is measured: no update during critic warm-up, no integration either).
+        self.entropic.begin_step(self._window)
+        metrics.update({f"entropic/{name}": value for name, value in self.entropic.end_step().items()})
         if self.policy_loss_config.delivery == "loss":
             batch.extra_info[ALPHA_KEY] = self.entropic.alpha
         else:

@@ -42,14 +42,18 @@ class LossSettings:
 
 @dataclass
 class Window:
-    """Entropy of a mini-batch under the policy that sampled it, as a sum and a count."""
+    """Entropy of a mini-batch under the policy that sampled it, as a sum and a count, and the
+    number of optimizer steps it stands for (a framework that measures once per rollout and
+    then takes several steps passes that number, so the integral grows by one error per step)."""
 
     entropy_sum: float
     token_count: float
+    optimizer_steps: float = 1.0
 
     @property
     def entropy(self) -> float:
-        return self.entropy_sum / max(self.token_count, 1.0)
+        """The token mean; nan for a window without tokens (the controller skips it)."""
+        return self.entropy_sum / self.token_count if self.token_count > 0 else float("nan")
 
 
 @dataclass

@@ -95,7 +95,7 @@ class EntroPIC(Method):
         self.alpha = self.controller.alpha
 
     def begin_step(self, window: Window) -> None:
-        self.alpha = self.controller.update(window.entropy)
+        self.alpha = self.controller.update(window.entropy, weight=window.optimizer_steps)
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self._policy_loss(micro_batch, self.alpha, micro_batch.denominator)
