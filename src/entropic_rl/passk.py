@@ -37,33 +37,14 @@ def ks_up_to(n: int) -> list[int]:
     return ks
 
 
-def summarize(
-    correct: Sequence[Sequence[bool]] | Sequence[int],
-    n: int | None = None,
-    ks: Sequence[int] | None = None,
-) -> dict[str, float]:
-    """avg@N, pass@k for each k and pass@N over problems, from per-problem correctness.
-
-    ``correct`` is either one list of N booleans per problem (N is then read from it and must be the same for all)
-    or one count of correct answers per problem (then ``n`` is required). ``ks`` defaults to ``ks_up_to(n)``.
-    Returns ``{"avg@N": …, "pass@1": …, "pass@2": …, …, "pass@N": …}``; avg@N is the sampled pass@1 (mean of c/N)
-    and pass@N the fraction of problems with at least one correct answer.
+def summarize(counts: Sequence[int], n: int, ks: Sequence[int] | None = None) -> dict[str, float]:
+    """avg@N, pass@k for each k and pass@N over problems, from the number of correct answers among
+    ``n`` samples of each problem. ``ks`` defaults to ``ks_up_to(n)``. Returns ``{"avg@N": …,
+    "pass@1": …, "pass@2": …, …, "pass@N": …}``; avg@N is the sampled pass@1 (mean of c/N) and
+    pass@N the fraction of problems with at least one correct answer.
     """
-    if len(correct) == 0:
+    if len(counts) == 0:
         raise ValueError("summarize: no problems given")
-    if all(isinstance(row, int) and not isinstance(row, bool) for row in correct):
-        if n is None:
-            raise ValueError("summarize: n (samples per problem) is required when correct holds counts")
-        counts = list(correct)
-    else:
-        lengths = {len(row) for row in correct}
-        if len(lengths) != 1:
-            raise ValueError(f"summarize: every problem needs the same number of samples, got {sorted(lengths)}")
-        (row_length,) = lengths
-        if n is not None and n != row_length:
-            raise ValueError(f"summarize: n={n} but each problem has {row_length} samples")
-        n = row_length
-        counts = [sum(bool(x) for x in row) for row in correct]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"summarize: n must be an int >= 1, got {n!r}")
     if bad := [c for c in counts if not 0 <= c <= n]:
