@@ -199,3 +199,14 @@ def test_the_example_on_two_processes_applies_one_alpha_everywhere(tmp_path):
     states = sorted(line.split(": ", 1)[1] for line in done.stdout.splitlines() if "EntroPIC controller" in line)
     assert len(states) == 2 and states[0] == states[1], done.stdout
     assert "alpha=0 " not in states[0]  # the controller ran
+
+
+def test_the_fields_parse_from_the_command_line(tmp_path):
+    from trl import TrlParser
+
+    schedule = '{"kind": "linear", "start": 0.5, "end": 0.1, "steps": 10}'
+    argv = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--entropic_kp", "5"]
+    argv += ["--entropic_target_entropy", "None", "--entropic_schedule", schedule]
+    (args,) = TrlParser((EntroPICGRPOConfig,)).parse_args_and_config(argv)
+    controller = args.method_config().controller()
+    assert (controller.kp, controller.target) == (5.0, 0.5)
