@@ -210,3 +210,16 @@ def test_the_fields_parse_from_the_command_line(tmp_path):
     (args,) = TrlParser((EntroPICGRPOConfig,)).parse_args_and_config(argv)
     controller = args.method_config().controller()
     assert (controller.kp, controller.target) == (5.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"gradient_accumulation_steps": 2}, {"num_iterations": 2}, {"steps_per_generation": 2}]
+)
+def test_one_controller_update_per_optimizer_step(tmp_path, fields):
+    # Micro-batches accumulate into one window; reused generations (num_iterations,
+    # steps_per_generation) still give one update per optimizer step.
+    trainer = make_trainer(tmp_path, steps=3, **fields)
+    trainer.train()
+    assert trainer.state.global_step == 3
+    assert trainer.entropic.controller.steps == 3
+    assert len(logged(trainer, "entropic/alpha")) == 3
