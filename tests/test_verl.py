@@ -11,6 +11,7 @@ import pytest
 import torch
 import verl
 from hydra import compose, initialize_config_dir
+from ray import cloudpickle
 from tensordict import TensorDict
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, get_policy_loss_fn
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
@@ -128,7 +129,8 @@ def test_the_registered_loss_refuses_the_stock_config(actor_config):
 
 
 def test_the_worker_loss_takes_alpha_from_the_batch(actor_config):
-    worker_loss = plugin.EntroPICWorkerLoss(actor_config)
+    # Sent to the workers by Ray, which pickles it: it must survive the round trip.
+    worker_loss = cloudpickle.loads(cloudpickle.dumps(plugin.EntroPICWorkerLoss(actor_config)))
     seen = []
     data = TensorDict({}, batch_size=(0,))
     with mock.patch.object(plugin, "ppo_loss", lambda config, *args: seen.append(config.policy_loss.alpha)):
