@@ -20,8 +20,6 @@ How it maps onto TRL (docs/trl.md has the user-facing version):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from entropic_rl.core import confident_mask
 from entropic_rl.methods import EntroPIC, EntroPICConfig, LossSettings, Window
+from entropic_rl.trainer.checkpoint import write_atomically
 
 CONTROLLER_FILE = "entropic_controller.json"
 
@@ -147,9 +146,7 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as tmp:
-                json.dump(self.entropic.state_dict(), tmp)
-            os.replace(tmp.name, folder / CONTROLLER_FILE)
+            write_atomically(folder / CONTROLLER_FILE, json.dumps(self.entropic.state_dict()))
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:

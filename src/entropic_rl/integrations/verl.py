@@ -29,8 +29,6 @@ What it registers:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from verl.workers.utils.padding import response_to_nested
 
 from entropic_rl.core import confident_mask, entropic_weights
 from entropic_rl.methods import EntroPIC, EntroPICConfig, LossSettings, Window
+from entropic_rl.trainer.checkpoint import write_atomically
 
 ALPHA_KEY = "entropic_alpha"  # batch meta data: the alpha of this step
 CONTROLLER_FILE = "entropic_controller.json"
@@ -206,9 +205,7 @@ class EntroPICTrainer(PPOTrainerSync):
         # Written before verl's files, so every checkpoint verl marks as the latest has it.
         folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as tmp:
-            json.dump(self.entropic.state_dict(), tmp)
-        os.replace(tmp.name, folder / CONTROLLER_FILE)
+        write_atomically(folder / CONTROLLER_FILE, json.dumps(self.entropic.state_dict()))
         super()._save_checkpoint()
 
     def _load_checkpoint(self) -> None:

@@ -41,7 +41,7 @@ def save_checkpoint(
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _write_atomically(root / LATEST, final.name)
+    write_atomically(root / LATEST, final.name)
     for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -74,7 +74,8 @@ def _cuda_rng() -> dict:
     return {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """``path`` holds ``text`` or its previous content, never a part: written aside, then renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

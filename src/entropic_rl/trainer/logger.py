@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from entropic_rl.config import Config
+from entropic_rl.trainer.checkpoint import write_atomically
 
 SAMPLES_PER_LOG = 8  # responses written to samples.jsonl each time
 
@@ -94,6 +94,4 @@ def _truncate_after(path: Path, step: int) -> None:
             continue
         if record["step"] <= step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_atomically(path, "".join(line + "\n" for line in kept))
