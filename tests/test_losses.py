@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropic_rl import AGG_MODES, agg_denominator, aggregate, policy_loss
-from entropic_rl.core import entropic_weights
+from entropic_rl.core import confident_mask, entropic_weights
 
 # Two sequences of length 3: the first has 3 valid tokens, the second 1.
 VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
@@ -264,7 +264,7 @@ def test_property_reweighted_advantages_give_the_exact_loss_and_gradient(alpha, 
     # What the TRL and verl integrations rely on: the plain loss with advantages times the
     # EntroPIC weights equals the exact EntroPIC loss, value and gradient, clipped tokens included.
     log_prob, old, adv, mask = rollout(seed, on_policy=False)
-    weights = entropic_weights(log_prob, adv, mask, alpha, threshold)
+    weights = entropic_weights(adv, confident_mask(log_prob, mask, threshold), alpha)
     assert weights.min() >= 0 and weights.max() <= 2 and not weights.requires_grad
     exact, _ = policy_loss(log_prob, old, adv, mask, alpha=alpha, threshold=threshold, normalize="exact", agg=agg)
     reweighted, _ = policy_loss(log_prob, old, adv * weights, mask, agg=agg)
@@ -278,7 +278,7 @@ def test_entropic_weights_hand_computed():
     log_prob = torch.log(torch.tensor([[0.99, 0.5, 0.99, 0.99]]))
     adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
-    weights = entropic_weights(log_prob, adv, mask, alpha=0.5, threshold=0.95)
+    weights = entropic_weights(adv, confident_mask(log_prob, mask, threshold=0.95), alpha=0.5)
     torch.testing.assert_close(weights, torch.tensor([[1.5, 1.0, 0.5, 1.0]]))
 
 

@@ -68,18 +68,16 @@ def confident_mask(log_prob: torch.Tensor, response_mask: torch.Tensor, threshol
     return response_mask.float() * (log_prob.detach() > log_threshold).float()
 
 
-def entropic_weights(
-    log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor, alpha: float, threshold: float
-) -> torch.Tensor:
-    """The per-token weights ``1 + alpha * sign(A) * C`` of the exact EntroPIC loss (detached).
+def entropic_weights(advantages: torch.Tensor, confident: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The per-token weights ``1 + alpha * sign(A) * C`` of the exact EntroPIC loss (detached), C
+    from ``confident_mask``.
 
     PPO-clip with dual clip is positively homogeneous in the advantage (``pg(wA) = w pg(A)`` for
     ``w >= 0``), and with ``|alpha| <= 1`` every weight is in [0, 2], so a framework's own loss with
     the advantages multiplied by these weights IS ``policy_loss(..., normalize="exact")``: this is
     how the TRL and verl integrations apply EntroPIC without copying their loss code.
     """
-    sign = torch.sign(advantages).detach()
-    return 1.0 + alpha * sign * confident_mask(log_prob, response_mask, threshold)
+    return 1.0 + alpha * torch.sign(advantages).detach() * confident
 
 
 def policy_loss(
@@ -145,8 +143,7 @@ def policy_loss(
     sign = torch.sign(advantages).detach()
 
     if normalize == "exact":
-        weights = entropic_weights(log_prob, advantages, mask, alpha, threshold)
-        loss = aggregate(weights * pg_losses, mask, agg, denominator)
+        loss = aggregate(entropic_weights(advantages, confident, alpha) * pg_losses, mask, agg, denominator)
         kappa = confident  # relative weight of the adjustment: exactly 1 on confident tokens
     else:
         scale = local_denominator / denominator

@@ -27,7 +27,7 @@ import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 
-from entropic_rl.core import confident_mask
+from entropic_rl.core import confident_mask, entropic_weights
 from entropic_rl.methods import EntroPIC, EntroPICConfig, LossSettings, Window
 from entropic_rl.trainer.checkpoint import write_atomically
 
@@ -123,12 +123,11 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         advantages = inputs["advantages"]
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1).expand_as(log_probs)
-        weights = self.entropic.advantage_weights(log_probs, advantages, mask)
-        inputs["advantages"] = advantages * weights
+        confident = confident_mask(log_probs, mask, self.entropic.config.threshold)
+        inputs["advantages"] = advantages * entropic_weights(advantages, confident, self.entropic.alpha)
         if not self.model.training:
             return  # evaluation never moves the controller
 
-        confident = confident_mask(log_probs, mask, self.entropic.config.threshold)
         totals = torch.stack([(entropies.detach() * mask).sum(), mask.sum(), confident.sum()]).float()
         self._window_totals = totals if self._window_totals is None else self._window_totals + totals
         if self.accelerator.sync_gradients:  # the optimizer step's last micro-batch

@@ -104,12 +104,12 @@ def compute_policy_loss_entropic(
             "policy_loss.loss_mode=entropic needs "
             "actor_rollout_ref.actor.policy_loss._target_=entropic_rl.integrations.verl.EntroPICPolicyLossConfig"
         )
-    weights = entropic_weights(log_prob, advantages, response_mask, settings.alpha, settings.threshold)
+    confident = confident_mask(log_prob, response_mask, settings.threshold)
+    weights = entropic_weights(advantages, confident, settings.alpha)
     vanilla = get_policy_loss_fn("vanilla")
     loss, metrics = vanilla(
         old_log_prob, log_prob, advantages * weights, response_mask, loss_agg_mode, config, rollout_is_weights
     )
-    confident = confident_mask(log_prob, response_mask, settings.threshold)
     metrics["actor/entropic_alpha"] = settings.alpha
     metrics["actor/entropic_confident_frac"] = (confident.sum() / response_mask.sum().clamp(min=1)).item()
     return loss, metrics
@@ -194,9 +194,9 @@ class EntroPICTrainer(PPOTrainerSync):
         fields = ["advantages", "old_log_probs", "response_mask"]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         padded = data.to_padded_tensor()  # verl stores responses as nested (jagged) tensors
-        weights = self.entropic.advantage_weights(
-            padded["old_log_probs"], padded["advantages"], padded["response_mask"]
-        )
+        # The old policy's confident tokens: the current one is not known on the driver.
+        confident = confident_mask(padded["old_log_probs"], padded["response_mask"], self.entropic.config.threshold)
+        weights = entropic_weights(padded["advantages"], confident, self.entropic.alpha)
         advantages = response_to_nested(padded["advantages"] * weights, data["response_mask"])
         fields = TensorDict({"advantages": advantages}, batch_size=data.batch_size)
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)

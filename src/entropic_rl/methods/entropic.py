@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from entropic_rl.core import PIController, aggregate, entropic_weights
+from entropic_rl.core import PIController, aggregate
 from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window
 
@@ -104,11 +104,6 @@ class EntroPIC(Method):
         c = self.config
         return super()._policy_loss(mb, denominator, alpha=alpha, threshold=c.threshold, normalize=c.normalize)
 
-    def advantage_weights(self, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-token weights that turn a framework's own PPO loss into this method's loss when
-        multiplied into its advantages (``core.entropic_weights``; exact normalisation only)."""
-        return entropic_weights(log_prob, advantages, mask, self.alpha, self.config.threshold)
-
     def end_step(self) -> dict[str, float]:
         return self.controller.metrics()
 
@@ -125,9 +120,6 @@ class EntroPICReference(EntroPIC):
 
     def begin_step(self, window: Window) -> None:
         pass  # alpha comes from each micro-batch's own entropy
-
-    def advantage_weights(self, log_prob, advantages, mask):
-        raise NotImplementedError("entropic-reference normalises over confident tokens: no per-token advantage weights")
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         entropy = aggregate(micro_batch.entropy.detach(), micro_batch.mask, self.loss_settings.agg).item()
