@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from entropic_rl.config import load_config
-from entropic_rl.trainer import train
+from entropic_rl.trainer import load_config, train
+from entropic_rl.trainer.config import DEFAULT_PRESET
 
 
 def step_times(overrides: list[str], method: str, steps: int, out_dir: Path) -> list[float]:
     config = load_config(
+        DEFAULT_PRESET,  # as `entropic train` with no --config
         overrides=[
             *overrides,
             f"method.name={method}",
@@ -40,7 +41,7 @@ def step_times(overrides: list[str], method: str, steps: int, out_dir: Path) -> 
         ]
     )
     run_dir = train(config)
-    return [json.loads(line)["step_time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line)["perf/step_time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from accelerate import PartialState
 from datasets import load_dataset
 from trl import TrlParser
 
-from entropic_rl.checkers import check_number
 from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
 from entropic_rl.models import load_tokenizer, resolve_model_path
+from entropic_rl.tasks.checkers import check_number
 
 
 @dataclass
@@ -62,11 +62,12 @@ def main() -> None:
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()
-    state = trainer.entropic.controller.state_dict()
+    metrics = trainer.method.metrics()
     # Every process prints the same numbers: the controller sees entropy summed over all of them.
     print(
         f"EntroPIC controller on process {trainer.accelerator.process_index}: "
-        f"alpha={state['alpha']:.6g} integral={state['integral']:.6g} entropy={state['entropy']}"
+        f"alpha={metrics['entropic/alpha']:.6g} integral={metrics['entropic/integral']:.6g} "
+        f"entropy={metrics['entropic/entropy']}"
     )
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from entropic_rl import checkers
-from entropic_rl.checkers import Check, check_math, check_number, extract_boxed, extract_final_number
+from entropic_rl.tasks import checkers
+from entropic_rl.tasks.checkers import Check, check_math, check_number, extract_boxed, extract_final_number
 
 math_verify = pytest.importorskip("math_verify")
 

@@ -248,9 +248,10 @@ def test_property_schedule_moves_monotonically_between_start_and_end(start, end,
 
 def test_entropic_method_skips_an_empty_window_and_integrates_each_step_a_window_serves():
     method = EntroPIC(EntroPICConfig(target_entropy=0.2, kp=2.0, ki=0.5), LossSettings())
-    method.begin_step(Window(entropy_sum=0.0, token_count=0.0))  # no tokens: skipped, not entropy 0
-    assert (method.alpha, method.controller.skipped, method.controller.integral) == (0.0, 1, 0.0)
-    method.begin_step(Window(entropy_sum=2.5, token_count=5.0, optimizer_steps=3))  # entropy 0.5
-    assert method.alpha == pytest.approx(2 * 0.3)
-    assert method.controller.integral == pytest.approx(3 * 0.3)
+    method.update(Window(entropy_sum=0.0, token_count=0.0))  # no tokens: skipped, not entropy 0
+    metrics = method.metrics()
+    assert (metrics["entropic/alpha"], metrics["entropic/skipped"], metrics["entropic/integral"]) == (0.0, 1, 0.0)
+    method.update(Window(entropy_sum=2.5, token_count=5.0, optimizer_steps=3))  # entropy 0.5
+    assert method.step_state() == {"alpha": pytest.approx(2 * 0.3)}
+    assert method.metrics()["entropic/integral"] == pytest.approx(3 * 0.3)
     assert method.controller.steps == 4  # the skipped step counts: the schedule moves on

@@ -3,10 +3,9 @@ import json
 import pytest
 
 from entropic_rl.cli import main
-from entropic_rl.config import load_config
+from entropic_rl.evaluation import markdown_table
 from entropic_rl.tasks import ArithmeticTask, FileTask
-from entropic_rl.trainer import train
-from entropic_rl.trainer.evaluation import markdown_table
+from entropic_rl.trainer import load_config, train
 from test_train import TINY, metrics
 
 
@@ -26,8 +25,8 @@ def test_eval_end_to_end_on_the_embedded_model(tmp_path):
     first = arithmetic_file(tmp_path / "first.jsonl", 10**6, 12)
     second = arithmetic_file(tmp_path / "second.jsonl", 2 * 10**6, 5)
     out = tmp_path / "eval"
-    args = ["eval", "--model", str(run_dir), "--data", str(first), "--data", str(second), "--n", "4"]
-    assert main([*args, "--max-new-tokens", "8", "--out", str(out)]) == 0
+    args = ["eval", f"model={run_dir}", f"data=[{first},{second}]", "sampling.n=4"]
+    assert main([*args, "sampling.max_new_tokens=8", f"out={out}"]) == 0
 
     report = json.loads((out / "results.json").read_text())
     assert report["model"].endswith("step_000002")  # the run's latest checkpoint
@@ -52,12 +51,16 @@ def test_eval_end_to_end_on_the_embedded_model(tmp_path):
 
 def test_eval_errors_name_the_problem(tmp_path):
     data = arithmetic_file(tmp_path / "a.jsonl", 0, 2)
-    with pytest.raises(SystemExit, match=r"--model: .* is not a folder"):
-        main(["eval", "--model", str(tmp_path / "missing"), "--data", str(data)])
+    with pytest.raises(SystemExit, match=r"model: .* is not a folder"):
+        main(["eval", f"model={tmp_path / 'missing'}", f"data={data}"])
+    with pytest.raises(SystemExit, match=r"model: required"):
+        main(["eval", f"data={data}"])
+    with pytest.raises(SystemExit, match=r"sampling.n must be >= 1"):
+        main(["eval", f"model={tmp_path}", f"data={data}", "sampling.n=0"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1:", "answer": "1+1=2"}\n{"prompt": oops}\n')
     with pytest.raises(SystemExit, match=r"bad\.jsonl:2: not valid JSON"):
-        main(["eval", "--model", str(tmp_path), "--data", str(bad)])
+        main(["eval", f"model={tmp_path}", f"data={bad}"])
 
 
 def test_markdown_table_has_a_row_per_data_set_and_the_mean():
@@ -109,7 +112,7 @@ def test_validation_during_training_is_logged_and_leaves_training_unchanged(tmp_
     assert [("eval/arithmetic/avg@2" in r) for r in with_eval] == [False, True, False, True]
     assert all(0 <= r["eval/arithmetic/avg@2"] <= r["eval/arithmetic/pass@2"] <= 1 for r in with_eval[1::2])
     for a, b in zip(with_eval, without, strict=True):  # the forked RNG: same training run
-        assert a["entropy"] == b["entropy"] and a["accuracy"] == b["accuracy"]
+        assert a["entropy/mean"] == b["entropy/mean"] and a["reward/accuracy"] == b["reward/accuracy"]
 
 
 def test_validation_on_files(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entropic_rl.passk import ks_up_to, pass_at_k, summarize
+from entropic_rl.evaluation.passk import ks_up_to, pass_at_k, summarize
 
 
 def brute_force_pass_at_k(n: int, c: int, k: int) -> float:

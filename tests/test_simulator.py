@@ -107,9 +107,7 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
     code = main(
         [
             "simulate",
-            "--set",
             "steps=30",
-            "--set",
             "prompts_per_rollout=8",
             "--seeds",
             "2",
@@ -132,12 +130,12 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "stepz=3"], "unknown field 'stepz'"),
-        (["--set", "steps=abc"], "steps must be a int"),
-        (["--set", "prompt_specific=maybe"], "prompt_specific must be a bool"),
-        (["--set", "steps"], "key=value"),
-        (["--set", "control=P"], "varies these itself"),
-        (["--set", "lr=-1"], "lr must be > 0"),
+        (["stepz=3"], "stepz is not a field; the config has n_prompts"),
+        (["steps=abc"], "steps: expected int, got 'abc'"),
+        (["prompt_specific=maybe"], "prompt_specific: expected bool, got 'maybe'"),
+        (["steps"], "expected key=value"),
+        (["control=P"], "varies these itself"),
+        (["lr=-1"], "lr must be > 0"),
     ],
 )
 def test_cli_simulate_bad_overrides_name_the_field(args, message):

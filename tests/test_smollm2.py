@@ -7,8 +7,7 @@ import math
 import pytest
 
 from entropic_rl.cli import main
-from entropic_rl.config import load_config
-from entropic_rl.trainer import train
+from entropic_rl.trainer import load_config, train
 from test_train import metrics
 
 pytestmark = pytest.mark.slow
@@ -28,11 +27,11 @@ def test_smollm2_trains_two_steps_on_gsm8k_and_evaluates_eight_problems(tmp_path
     records = metrics(run_dir)
     assert [r["step"] for r in records] == [1, 2]
     assert all(math.isfinite(v) for r in records for v in r.values())
-    assert all(r["reward_errors"] == 0 for r in records)
+    assert all(r["reward/errors"] == 0 for r in records)
 
     out = tmp_path / "eval"
-    args = ["eval", "--model", str(run_dir), "--data", "../shared/data/gsm8k_test.jsonl", "--limit", "8"]
-    assert main([*args, "--n", "2", "--max-new-tokens", "64", "--template", "boxed", "--out", str(out)]) == 0
+    args = ["eval", f"model={run_dir}", "data=../shared/data/gsm8k_test.jsonl", "limit=8", "template=boxed"]
+    assert main([*args, "sampling.n=2", "sampling.max_new_tokens=64", f"out={out}"]) == 0
     result = json.loads((out / "results.json").read_text())["results"]["gsm8k_test"]
     assert result["problems"] == 8 and sum(result["checks"].values()) == 16
     assert result["checks"]["error"] == 0

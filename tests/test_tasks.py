@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from entropic_rl.rewards import countdown, exact, get_reward
 from entropic_rl.tasks import ArithmeticTask, CountdownTask, Example, FileTask, UnsafeExpression, evaluate
+from entropic_rl.tasks.rewards import countdown, exact, get_reward
 
 
 def test_examples_are_a_deterministic_function_of_position():
@@ -74,11 +74,11 @@ def test_exact_reward_ignores_white_space():
 
 
 def test_reward_by_import_path_and_errors():
-    assert get_reward("entropic_rl.rewards:exact") is exact
+    assert get_reward("entropic_rl.tasks.rewards:exact") is exact
     with pytest.raises(ValueError, match=r"task\.reward: unknown reward 'nope'"):
         get_reward("nope")
     with pytest.raises(ValueError, match="cannot import"):
-        get_reward("entropic_rl.rewards:missing")
+        get_reward("entropic_rl.tasks.rewards:missing")
 
 
 def test_file_task_with_field_mapping_and_epochs(tmp_path):

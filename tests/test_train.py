@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from entropic_rl.cli import main
-from entropic_rl.config import load_config
-from entropic_rl.models import char_tokenizer, load_policy
-from entropic_rl.trainer import loop, train
+from entropic_rl.models import char_tokenizer, generate, load_policy, response_logprobs
+from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
-from entropic_rl.trainer.rollout import generate, response_logprobs
 
 # 1-digit addition with a short warm start: fast, and the model is right often enough that
 # groups are mixed, so training really changes the model.
@@ -26,7 +24,7 @@ TINY = [
     "log.save_every=2",
     "log.tensorboard=false",
 ]
-TIMING = ("tokens_per_s", "step_time")
+TIMING = ("perf/tokens_per_s", "perf/step_time")
 
 
 def run(tmp_path, *overrides, name="run"):
@@ -47,9 +45,11 @@ def test_a_few_steps_for_each_method(tmp_path, method, regime):
     assert [r["step"] for r in records] == [1, 2, 3]
     for r in records:
         assert all(math.isfinite(v) for v in r.values())
-        assert 0 <= r["accuracy"] <= 1 and r["response_length"] > 0 and r["grad_norm"] >= 0
+        assert 0 <= r["reward/accuracy"] <= 1 and r["response/length"] > 0 and r["optim/grad_norm"] >= 0
+        assert {"entropy/mean", "reward/mean", "loss/pg_clipfrac", "loss/ppo_kl", "optim/lr"} <= r.keys()
+        assert all("/" in key for key in r if key != "step")  # one scheme: <group>/<quantity>
         if method == "grpo":
-            assert "alpha" not in r
+            assert not any(key.startswith("entropic/") for key in r)
         else:
             for key in (
                 "entropy",
@@ -64,10 +64,10 @@ def test_a_few_steps_for_each_method(tmp_path, method, regime):
                 "weight_neg",
                 "saturated",
             ):
-                assert key in r
-    assert any(r["grad_norm"] > 0 for r in records)  # mixed groups: the model learns
+                assert f"entropic/{key}" in r
+    assert any(r["optim/grad_norm"] > 0 for r in records)  # mixed groups: the model learns
     if regime:
-        assert any(r["ppo_kl"] != 0 for r in records)  # stale mini-batches: the ratio is live
+        assert any(r["loss/ppo_kl"] != 0 for r in records)  # stale mini-batches: the ratio is live
     assert latest_checkpoint(run_dir).name == "step_000003"
     assert (run_dir / "config.yaml").is_file() and (run_dir / "samples.jsonl").is_file()
     assert load_config(run_dir / "config.yaml") == config
@@ -104,12 +104,12 @@ def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, 
     expected = [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(straight)]
     got = [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(resumed)]
     assert got == expected
-    assert any(r["grad_norm"] > 0 for r in expected[4:])  # the resumed steps really trained
+    assert any(r["optim/grad_norm"] > 0 for r in expected[4:])  # the resumed steps really trained
 
 
 def test_old_log_probs_match_the_sampling_distribution(tmp_path):
     config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path}"])
-    model, tokenizer = load_policy(config, torch.device("cpu"))
+    model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
     torch.manual_seed(0)
     prompts = ["3+4=", "12+5=", "1+1="]  # different lengths: left padding
     rollout = generate(model, tokenizer, prompts, temperature=0.7, top_p=1.0, max_new_tokens=4)
@@ -151,7 +151,8 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    model, tokenizer = load_policy(load_config(run_dir / "config.yaml"), torch.device("cpu"))
+    config = load_config(run_dir / "config.yaml")
+    model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
     monkeypatch.setattr(model, "save_pretrained", broken_save)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
@@ -173,6 +174,11 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
 def test_cli_train_and_plot(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", *TINY, "train.steps=2", f"log.out_dir={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "config: preset embedded (" in printed  # the embedded model's method values, loaded visibly
+    assert "method: entropic (target_entropy=0.3, kp=10.0, ki=0.1, threshold=0.8" in printed
+    assert (out / "config.yaml").read_text().startswith("# from: preset embedded (")
+    assert load_config(out / "config.yaml").method.kp == 10.0
     assert main(["plot", str(out), str(out), "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10_000
     assert "figure:" in capsys.readouterr().out
@@ -184,8 +190,8 @@ def test_cli_train_and_plot(tmp_path, capsys):
         (["rollout.group_size=1"], "rollout.group_size must be >= 2"),
         (["train.lr=fast"], "train.lr: expected float, got 'fast'"),
         (["method.kp=-1"], "method.kp must be a finite number >= 0"),
-        (["method.name=grpo", "method.kp=1"], "method.kp: unknown field; method 'grpo' has"),
-        (["rollout.temprature=1"], "rollout.temprature: unknown field"),
+        (["method.name=grpo", "method.kp=1"], "method.kp: unknown field; method has name"),
+        (["rollout.temprature=1"], "rollout.temprature is not a field; rollout has prompts_per_step"),
     ],
 )
 def test_cli_train_bad_config_names_the_field(args, message):
@@ -221,7 +227,8 @@ def test_every_shipped_config_loads():
 
 
 def test_embedded_tokenizer_keeps_spaces_when_reloaded():
-    _, tokenizer = load_policy(load_config(overrides=TINY), torch.device("cpu"))
+    config = load_config(overrides=TINY)
+    _, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
     assert tokenizer("12 3=15:").input_ids == char_tokenizer()("12 3=15:").input_ids
     assert tokenizer.decode(tokenizer("12 3").input_ids, skip_special_tokens=True) == "12 3"
 
@@ -246,7 +253,7 @@ def tiny_llama(tokenizer):
 
 
 def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_path):
-    from entropic_rl.trainer.rollout import format_prompts
+    from entropic_rl.models import format_prompts
 
     tokenizer = char_tokenizer()
     tokenizer.chat_template = (
@@ -269,6 +276,6 @@ def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_pa
         "method.name=entropic",
     )
     assert [r["step"] for r in metrics(run_dir)] == [1, 2]
-    _, loaded = load_policy(config, torch.device("cpu"))
+    _, loaded = load_policy(config.model, config.task, torch.device("cpu"))
     ids = format_prompts(loaded, ["1+1"], "auto")["input_ids"][0].tolist()
     assert loaded.decode(ids, skip_special_tokens=True) == "1+1="  # the chat template was applied

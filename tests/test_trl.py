@@ -1,7 +1,10 @@
 """EntroPICGRPOTrainer on CPU with a tiny Llama built here: it trains, alpha follows the sign of
-the entropy error, its loss is the core's exact EntroPIC loss, and resume restores the controller."""
+the entropy error, its loss is TRL's loss with the per-token loss reweighted (every loss type) and the
+core's exact EntroPIC loss, the window update comes before the step wherever TRL has an old-log-prob
+pass, and resume restores the controller."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -10,8 +13,9 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from entropic_rl.core import policy_loss
-from entropic_rl.integrations.trl import CONTROLLER_FILE, EntroPICGRPOConfig, EntroPICGRPOTrainer
+from entropic_rl.core import confident_mask, entropic_weights, policy_loss
+from entropic_rl.integrations.state_file import STATE_FILE
+from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
 from entropic_rl.models import char_tokenizer
 from test_train import tiny_llama
 
@@ -20,7 +24,7 @@ def first_digit_is_even(completions, **kwargs):
     return [float(c[:1] in "02468" and c[:1] != "") for c in completions]
 
 
-def make_trainer(tmp_path, steps=2, **fields):
+def make_trainer(tmp_path, steps=2, trainer_class=EntroPICGRPOTrainer, **fields):
     tokenizer = char_tokenizer()
     defaults = {
         "output_dir": str(tmp_path / "out"),
@@ -37,9 +41,11 @@ def make_trainer(tmp_path, steps=2, **fields):
         "entropic_threshold": 0.05,
         "entropic_kp": 0.1,
     }
-    args = EntroPICGRPOConfig(**{**defaults, **fields})
+    if trainer_class is GRPOTrainer:
+        defaults = {k: v for k, v in defaults.items() if not k.startswith("entropic_")}
+    args = (EntroPICGRPOConfig if trainer_class is EntroPICGRPOTrainer else GRPOConfig)(**{**defaults, **fields})
     data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(4) for b in range(4)]})
-    return EntroPICGRPOTrainer(
+    return trainer_class(
         tiny_llama(tokenizer), first_digit_is_even, args=args, train_dataset=data, processing_class=tokenizer
     )
 
@@ -58,7 +64,7 @@ def test_trains_and_alpha_follows_the_entropy_error(tmp_path, target, sign):
     assert len(alphas) == 2 and all(a * sign > 0 for a in alphas)
     assert all(2.0 < h < 4.0 for h in entropies)
     assert logged(trainer, "entropic/error")[0] == pytest.approx(entropies[0] - target)
-    assert trainer.entropic.controller.steps == 2.0
+    assert trainer.method.controller.steps == 2.0
     for name in ("target", "integral", "p_term", "i_term", "saturated", "confident_frac"):
         assert len(logged(trainer, f"entropic/{name}")) == 2
 
@@ -76,7 +82,7 @@ def test_the_loss_is_the_core_exact_entropic_loss(tmp_path, monkeypatch):
     monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", capture)
     threshold = 0.044  # about half of the tiny model's token probabilities are above it
     trainer = make_trainer(tmp_path, loss_type="bnpo", entropic_threshold=threshold)
-    trainer.entropic.alpha = 0.7
+    trainer.method.load_step_state({"alpha": 0.7})
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train() otherwise
     prompt = trainer.processing_class(["1+2=", "3+3="], return_tensors="pt")
     completion_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
@@ -116,17 +122,17 @@ def test_resume_restores_the_controller(tmp_path):
     trainer = make_trainer(tmp_path, save_strategy="steps", save_steps=1)
     trainer.train()
     checkpoint = tmp_path / "out" / "checkpoint-2"
-    saved = json.loads((checkpoint / CONTROLLER_FILE).read_text())
-    assert saved == json.loads(json.dumps(trainer.entropic.state_dict()))
+    saved = json.loads((checkpoint / STATE_FILE).read_text())
+    assert saved == json.loads(json.dumps(trainer.method.state_dict()))
     assert saved["controller"]["steps"] == 2.0
 
     resumed = make_trainer(tmp_path, steps=3)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert resumed.entropic.controller.steps == 3.0  # two restored, one more
+    assert resumed.method.controller.steps == 3.0  # two restored, one more
     assert logged(resumed, "entropic/integral") != []
 
-    (checkpoint / CONTROLLER_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match=CONTROLLER_FILE):
+    (checkpoint / STATE_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=STATE_FILE):
         make_trainer(tmp_path, steps=3).train(resume_from_checkpoint=str(checkpoint))
 
 
@@ -140,6 +146,9 @@ def test_resume_restores_the_controller(tmp_path):
         ({"entropic_threshold": 1.0}, "entropic_threshold must be in"),
         ({"entropic_schedule": "{nope"}, "entropic_schedule: not valid JSON"),
         ({"entropic_schedule": {"kind": "linear", "start": 0.5, "end": 0.1, "steps": 10}}, "entropic_target_entropy"),
+        ({"entropic_alpha_min": -1.5}, "entropic_alpha_min must be >= -1 where the weights apply"),
+        ({"entropic_alpha_max": 2.0}, "entropic_alpha_max must be <= 1 where the weights apply"),
+        ({"entropic_normalize": "reference"}, "entropic_normalize: only exact normalisation"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, fields, message):
@@ -155,7 +164,7 @@ def test_a_schedule_from_json(tmp_path):
         entropic_target_entropy=None,
         entropic_schedule='{"kind": "linear", "start": 0.5, "end": 0.1, "steps": 10}',
     )
-    assert args.method_config().controller().target == 0.5
+    assert args.method_config().schedule == {"kind": "linear", "start": 0.5, "end": 0.1, "steps": 10}
 
 
 def test_a_plain_grpo_config_is_refused(tmp_path):
@@ -208,18 +217,129 @@ def test_the_fields_parse_from_the_command_line(tmp_path):
     argv = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--entropic_kp", "5"]
     argv += ["--entropic_target_entropy", "None", "--entropic_schedule", schedule]
     (args,) = TrlParser((EntroPICGRPOConfig,)).parse_args_and_config(argv)
-    controller = args.method_config().controller()
-    assert (controller.kp, controller.target) == (5.0, 0.5)
+    config = args.method_config()
+    assert (config.kp, config.target_entropy, config.schedule["start"]) == (5.0, None, 0.5)
+
+
+def test_the_fields_and_their_help_come_from_the_method_declaration():
+    from dataclasses import fields
+
+    from entropic_rl.methods import EntroPICConfig
+
+    ours = {f.name: f for f in fields(EntroPICGRPOConfig)}
+    for field in fields(EntroPICConfig):
+        if field.name != "name":
+            derived = ours[f"entropic_{field.name}"]
+            assert (derived.default, derived.metadata["help"]) == (field.default, field.metadata["help"])
+    assert (ours["entropic_target_entropy"].default, ours["entropic_kp"].default) == (0.1, 1.0)  # the authors'
+
+
+def test_without_an_old_log_prob_pass_alpha_lags_one_step(tmp_path):
+    # Plain on-policy TRL skips the old-log-prob pass: the controller is fed from the loss's entropies
+    # at the end of each optimizer step, so the first step runs with alpha = 0.
+    trainer = make_trainer(tmp_path, steps=3, entropic_target_entropy=0.0)
+    assert not trainer.windows_before_step
+    alphas = record_alphas(trainer)
+    trainer.train()
+    assert alphas[0] == 0.0 and all(a > 0 for a in alphas[1:])
+    assert trainer.method.controller.steps == 3
 
 
 @pytest.mark.parametrize(
-    "fields", [{"gradient_accumulation_steps": 2}, {"num_iterations": 2}, {"steps_per_generation": 2}]
+    ("fields", "steps_per_batch"),
+    [
+        ({"num_iterations": 2}, 2),
+        ({"steps_per_generation": 2}, 2),
+        ({"gradient_accumulation_steps": 2, "steps_per_generation": 3}, 1.5),
+    ],
 )
-def test_one_controller_update_per_optimizer_step(tmp_path, fields):
-    # Micro-batches accumulate into one window; reused generations (num_iterations,
-    # steps_per_generation) still give one update per optimizer step.
-    trainer = make_trainer(tmp_path, steps=3, **fields)
+def test_with_an_old_log_prob_pass_alpha_comes_before_the_step(tmp_path, fields, steps_per_batch):
+    # TRL computes old log-probs when it generates: the controller is fed from that pass, once per
+    # generation batch, before any step on it, counting the optimizer steps the batch serves.
+    trainer = make_trainer(tmp_path, steps=4, entropic_target_entropy=0.0, **fields)
+    assert trainer.windows_before_step
+    alphas = record_alphas(trainer)
+    trainer.train()
+    assert all(a > 0 for a in alphas)  # the first step already runs with alpha from its own batch
+    generations = math.ceil(4 / steps_per_batch)
+    assert trainer.method.controller.steps == pytest.approx(generations * steps_per_batch)
+    assert len(logged(trainer, "entropic/alpha")) == generations
+    assert len(logged(trainer, "entropic/confident_frac")) == 4
+
+
+def record_alphas(trainer):
+    """The alpha of every micro-batch's reweighting, recorded as the trainer applies it."""
+    alphas, weights = [], trainer.method.advantage_weights
+
+    def recording(*args):
+        alphas.append(trainer.method.step_state()["alpha"])
+        return weights(*args)
+
+    trainer.method.advantage_weights = recording
+    return alphas
+
+
+LOSS_TYPES = ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]  # every loss_type of TRL 1.16
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_the_loss_is_trl_loss_with_the_per_token_loss_reweighted(tmp_path, loss_type):
+    # The plug-in multiplies the advantages by the weights. Expected: plain TRL with its per-token loss
+    # multiplied by the weights, slipped in where TRL multiplies the per-token loss by its entropy
+    # mask (top_entropy_quantile < 1). Off-policy, so the clipping of each loss type is live.
+    threshold, alpha = 0.044, -0.6
+    level = {"importance_sampling_level": "sequence"} if loss_type == "luspo" else {}
+    ours = make_trainer(tmp_path, loss_type=loss_type, entropic_threshold=threshold, **level)
+    ours.method.load_step_state({"alpha": alpha})
+    plain = make_trainer(tmp_path, trainer_class=GRPOTrainer, loss_type=loss_type, top_entropy_quantile=0.5, **level)
+    captured = {}
+    plain_forward = plain._get_per_token_logps_and_entropies
+
+    def capture(*args, **kwargs):
+        captured["log_prob"], entropies, aux = plain_forward(*args, **kwargs)
+        return captured["log_prob"], entropies, aux
+
+    def weights_as_entropy_mask(entropies, mask, quantile):
+        advantages = captured["advantages"].unsqueeze(1).expand_as(mask)
+        return entropic_weights(advantages, confident_mask(captured["log_prob"], mask, threshold), alpha)
+
+    plain._get_per_token_logps_and_entropies = capture
+    plain.get_high_entropy_mask = weights_as_entropy_mask
+    losses = []
+    for trainer in (ours, plain):
+        inputs = loss_inputs(trainer)
+        captured["advantages"] = inputs["advantages"]
+        losses.append(trainer._compute_loss(trainer.model, inputs))
+    torch.testing.assert_close(losses[0], losses[1])
+    grads = [
+        torch.autograd.grad(loss, list(t.model.parameters())) for loss, t in zip(losses, (ours, plain), strict=True)
+    ]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert 0 < confident_mask(captured["log_prob"], loss_inputs(plain)["completion_mask"], threshold).mean() < 1
+
+
+def loss_inputs(trainer):
+    """Two completions, off-policy (old log-probs far from the model's), advantages of both signs."""
+    prompt = trainer.processing_class(["1+2=", "3+3="], return_tensors="pt")
+    completion_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train() otherwise
+    trainer.model.train()
+    return {
+        "prompt_ids": prompt.input_ids,
+        "prompt_mask": prompt.attention_mask,
+        "completion_ids": torch.tensor([[3, 4, 5, 6], [7, 8, 9, 9]]),
+        "completion_mask": completion_mask,
+        "advantages": torch.tensor([1.0, -0.5]),
+        "old_per_token_logps": torch.tensor([[-3.0, -2.5, -4.0, -3.2], [-2.0, -3.5, -3.0, -3.0]]),
+        "num_items_in_batch": completion_mask.sum(),
+    }
+
+
+def test_micro_batches_of_an_optimizer_step_make_one_window(tmp_path):
+    trainer = make_trainer(tmp_path, steps=3, gradient_accumulation_steps=2)
+    assert not trainer.windows_before_step  # TRL generates once per optimizer step: no old-log-prob pass
     trainer.train()
     assert trainer.state.global_step == 3
-    assert trainer.entropic.controller.steps == 3
+    assert trainer.method.controller.steps == 3
     assert len(logged(trainer, "entropic/alpha")) == 3

@@ -1,9 +1,11 @@
-"""The verl plug-in on CPU: registration through the entry point, the config from Hydra-style
-overrides, the registered loss against the core, and the driver-side controller with the worker
-group and TransferQueue mocked. No Ray cluster, no rollout engine: docs/verl.md says what was run."""
+"""The verl plug-in on CPU: registration through the entry point (in a fresh process), the config from
+Hydra-style overrides, the registered loss against the core, and the driver-side controller with the
+worker group and TransferQueue mocked. No Ray cluster, no rollout engine: docs/verl.md says what was run."""
 
 import json
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 from unittest import mock
 
@@ -21,6 +23,7 @@ from verl.utils.config import omega_conf_to_dataclass
 
 from entropic_rl.core import AGG_MODES, policy_loss
 from entropic_rl.integrations import verl as plugin
+from entropic_rl.integrations.state_file import STATE_FILE
 from test_losses import rollout
 
 OURS = "entropic_rl.integrations.verl.EntroPICPolicyLossConfig"
@@ -50,6 +53,26 @@ def test_verl_loads_the_plugin_through_its_entry_point():
     assert TRAINER_REGISTRY["entropic"] is plugin.EntroPICTrainer
 
 
+def test_import_verl_alone_registers_the_plugin_and_loads_nothing_of_the_trainer():
+    # In a fresh process, as on a Ray worker: only verl's own entry-point discovery imports the plug-in
+    # (a failure there is hidden at debug level), and the plug-in imports the core and the method only.
+    check = (
+        "import sys, verl\n"
+        "from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY\n"
+        "from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY\n"
+        "print('entropic' in POLICY_LOSS_REGISTRY, 'entropic' in TRAINER_REGISTRY)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('entropic_rl'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    registered, modules = done.stdout.strip().splitlines()[-2:]
+    assert registered == "True True"
+    loaded = set(modules.split())
+    assert "entropic_rl.integrations.verl" in loaded
+    for layer in ("trainer", "models", "evaluation", "tasks", "simulator"):
+        assert not any(m.startswith(f"entropic_rl.{layer}") for m in loaded), sorted(loaded)
+
+
 def test_the_config_instantiates_from_hydra_overrides():
     config = verl_config(
         "+actor_rollout_ref.actor.policy_loss.target_entropy=0.2",
@@ -66,7 +89,7 @@ def test_the_config_instantiates_from_hydra_overrides():
         f"+actor_rollout_ref.actor.policy_loss.schedule={schedule}",
     )
     settings = omega_conf_to_dataclass(config.actor_rollout_ref.actor).policy_loss
-    assert settings.method_config().controller().target == 0.5
+    assert settings.method_config().schedule == {"kind": "linear", "start": 0.5, "end": 0.1, "steps": 10}
 
 
 @pytest.mark.parametrize(
@@ -78,6 +101,15 @@ def test_the_config_instantiates_from_hydra_overrides():
             "+actor_rollout_ref.actor.policy_loss.schedule={kind: constant, end: 0.1}",  # and the default target
             r"policy_loss\.target_entropy: give exactly one",
         ),
+        (
+            "+actor_rollout_ref.actor.policy_loss.alpha_min=-2",
+            r"policy_loss\.alpha_min must be >= -1 where the weights",
+        ),
+        (
+            "+actor_rollout_ref.actor.policy_loss.alpha_max=1.5",
+            r"policy_loss\.alpha_max must be <= 1 where the weights",
+        ),
+        ("+actor_rollout_ref.actor.policy_loss.normalize=reference", r"policy_loss\.normalize: only exact"),
     ],
 )
 def test_bad_settings_name_the_field(override, message):
@@ -98,7 +130,7 @@ def test_the_stock_policy_loss_config_rejects_the_fields():
 @pytest.mark.parametrize("agg", AGG_MODES)
 @pytest.mark.parametrize("alpha", [-0.8, 0.0, 0.5])
 def test_the_registered_loss_is_the_core_exact_loss(actor_config, agg, alpha):
-    actor_config.policy_loss.alpha = alpha
+    actor_config.policy_loss.step_state = json.dumps({"alpha": alpha})
     log_prob, old, adv, mask = rollout(seed=3, on_policy=False)
     loss, metrics = get_policy_loss_fn("entropic")(old, log_prob, adv, mask.bool(), agg, actor_config, None)
     core, core_metrics = policy_loss(
@@ -117,8 +149,15 @@ def test_the_registered_loss_is_the_core_exact_loss(actor_config, agg, alpha):
     torch.testing.assert_close(loss, core)
     grads = [torch.autograd.grad(value, log_prob)[0] for value in (loss, core)]
     torch.testing.assert_close(grads[0], grads[1])
-    assert metrics["actor/entropic_alpha"] == alpha
-    assert metrics["actor/entropic_confident_frac"] == pytest.approx(core_metrics["confident_frac"].item())
+    assert metrics["entropic/confident_frac"] == pytest.approx(core_metrics["confident_frac"].item())
+
+
+def test_the_registered_loss_refuses_to_run_without_a_delivered_alpha():
+    # Without trainer.v1.trainer_mode=entropic nobody delivers alpha: the loss must not quietly run PPO.
+    actor_config = omega_conf_to_dataclass(verl_config("trainer.v1.trainer_mode=sync").actor_rollout_ref.actor)
+    log_prob, old, adv, mask = rollout()
+    with pytest.raises(RuntimeError, match=r"set trainer\.v1\.trainer_mode=entropic"):
+        get_policy_loss_fn("entropic")(old, log_prob, adv, mask.bool(), "token-mean", actor_config, None)
 
 
 def test_the_registered_loss_refuses_the_stock_config(actor_config):
@@ -128,16 +167,16 @@ def test_the_registered_loss_refuses_the_stock_config(actor_config):
         get_policy_loss_fn("entropic")(old, log_prob, adv, mask.bool(), "token-mean", stock, None)
 
 
-def test_the_worker_loss_takes_alpha_from_the_batch(actor_config):
+def test_the_worker_loss_takes_the_step_state_from_the_batch(actor_config):
     # Sent to the workers by Ray, which pickles it: it must survive the round trip.
     worker_loss = cloudpickle.loads(cloudpickle.dumps(plugin.EntroPICWorkerLoss(actor_config)))
     seen = []
     data = TensorDict({}, batch_size=(0,))
-    with mock.patch.object(plugin, "ppo_loss", lambda config, *args: seen.append(config.policy_loss.alpha)):
-        tu.assign_non_tensor(data, **{plugin.ALPHA_KEY: -0.25})
+    with mock.patch.object(plugin, "ppo_loss", lambda config, *args: seen.append(config.policy_loss.step_state)):
+        tu.assign_non_tensor(data, **{plugin.STEP_STATE_KEY: json.dumps({"alpha": -0.25})})
         worker_loss({}, data)
-    assert seen == [-0.25]
-    with pytest.raises(RuntimeError, match=plugin.ALPHA_KEY):
+    assert [json.loads(state) for state in seen] == [{"alpha": -0.25}]
+    with pytest.raises(RuntimeError, match=plugin.STEP_STATE_KEY):
         worker_loss({}, TensorDict({}, batch_size=(0,)))
 
 
@@ -197,11 +236,11 @@ def test_the_driver_controller_sends_one_alpha_per_step(tmp_path, monkeypatch):
     assert isinstance(worker_loss, plugin.EntroPICWorkerLoss)
 
     metrics, extra = one_step(trainer, monkeypatch, entropy_store(0.5))  # too much entropy: alpha > 0
-    assert metrics["entropic/alpha"] == pytest.approx(2 * 0.3) == extra[plugin.ALPHA_KEY]
+    assert metrics["entropic/alpha"] == pytest.approx(2 * 0.3) == json.loads(extra[plugin.STEP_STATE_KEY])["alpha"]
     assert metrics["entropic/entropy"] == pytest.approx(0.5) and metrics["entropic/target"] == 0.2
     metrics, extra = one_step(trainer, monkeypatch, entropy_store(0.1))  # too little: P pulls alpha below 0
-    assert extra[plugin.ALPHA_KEY] == pytest.approx(2 * -0.1 + 0.5 * 0.3)
-    assert trainer.entropic.controller.steps == 2
+    assert json.loads(extra[plugin.STEP_STATE_KEY])["alpha"] == pytest.approx(2 * -0.1 + 0.5 * 0.3)
+    assert trainer.method.controller.steps == 2
 
 
 def test_a_rollout_serving_several_optimizer_steps_integrates_each(tmp_path, monkeypatch):
@@ -210,8 +249,8 @@ def test_a_rollout_serving_several_optimizer_steps_integrates_each(tmp_path, mon
         tmp_path, "actor_rollout_ref.actor.ppo_mini_batch_size=1", "actor_rollout_ref.actor.ppo_epochs=2"
     )
     one_step(trainer, monkeypatch, entropy_store(0.5))
-    assert trainer.entropic.controller.steps == 4
-    assert trainer.entropic.controller.integral == pytest.approx(4 * 0.3)
+    assert trainer.method.controller.steps == 4
+    assert trainer.method.metrics()["entropic/integral"] == pytest.approx(4 * 0.3)
 
 
 def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_path, monkeypatch):
@@ -220,30 +259,31 @@ def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_pa
     trainer.global_steps = 7
     monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
     trainer._save_checkpoint()
-    saved = tmp_path / "checkpoints" / "global_step_7" / plugin.CONTROLLER_FILE
-    assert json.loads(saved.read_text()) == json.loads(json.dumps(trainer.entropic.state_dict()))
+    saved = tmp_path / "checkpoints" / "global_step_7" / STATE_FILE
+    assert json.loads(saved.read_text()) == json.loads(json.dumps(trainer.method.state_dict()))
 
     resumed = make_trainer(tmp_path)
     monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 7))
     resumed._load_checkpoint()
-    assert resumed.entropic.state_dict() == trainer.entropic.state_dict()
+    assert resumed.method.state_dict() == trainer.method.state_dict()
 
     saved.unlink()
-    with pytest.raises(FileNotFoundError, match=plugin.CONTROLLER_FILE):
+    with pytest.raises(FileNotFoundError, match=STATE_FILE):
         make_trainer(tmp_path)._load_checkpoint()
 
 
 def test_the_advantage_fallback_reweights_with_the_old_policy(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, "+actor_rollout_ref.actor.policy_loss.delivery=advantages")
     trainer.on_init_end()
-    trainer.actor_rollout_wg.set_loss_fn.assert_not_called()  # the workers keep verl's loss
+    trainer.actor_rollout_wg.set_loss_fn.assert_not_called()  # the workers keep verl's loss, the vanilla one
+    assert trainer.config.actor_rollout_ref.actor.policy_loss.loss_mode == "vanilla"
 
     old_probs = [[0.99, 0.5, 0.99], [0.99, 0.2]]
     store = entropy_store(0.5)  # alpha = 0.6
     store["advantages"] = nested([[1.0, 1.0, 1.0], [-2.0, -2.0]])
     store["old_log_probs"] = nested([[torch.tensor(p).log().item() for p in row] for row in old_probs])
     _, extra = one_step(trainer, monkeypatch, store)
-    assert plugin.ALPHA_KEY not in extra
+    assert plugin.STEP_STATE_KEY not in extra
     torch.testing.assert_close(store["advantages"][0], torch.tensor([1.6, 1.0, 1.6]))  # confident positives: 1 + alpha
     torch.testing.assert_close(store["advantages"][1], torch.tensor([-0.8, -2.0]))  # confident negative: 1 - alpha
 
@@ -270,9 +310,9 @@ def test_alpha_in_the_batch_meta_data_reaches_every_micro_batch(dynamic):
     ids = torch.nested.as_nested_tensor([torch.ones(n, dtype=torch.long) for n in lengths], layout=torch.jagged)
     batch = TensorDict({"input_ids": ids, "attention_mask": ids.clone()}, batch_size=len(lengths))
     tu.assign_non_tensor(batch, use_dynamic_bsz=dynamic, max_token_len_per_gpu=5, micro_batch_size_per_gpu=2)
-    tu.assign_non_tensor(batch, **{plugin.ALPHA_KEY: 0.37})
+    tu.assign_non_tensor(batch, **{plugin.STEP_STATE_KEY: json.dumps({"alpha": 0.37})})
     seen = []
     for mini in tu.make_iterator(batch, mini_batch_size=4, epochs=2, seed=1, dataloader_kwargs={"shuffle": True}):
         micro_batches, _ = prepare_micro_batches(mini)
-        seen += [tu.get_non_tensor_data(micro, plugin.ALPHA_KEY, None) for micro in micro_batches]
-    assert len(seen) >= 8 and set(seen) == {0.37}
+        seen += [tu.get_non_tensor_data(micro, plugin.STEP_STATE_KEY, None) for micro in micro_batches]
+    assert len(seen) >= 8 and set(seen) == {json.dumps({"alpha": 0.37})}

@@ -1,124 +1,92 @@
-"""The ``entropic`` command line."""
+"""The ``entropic`` command line. Every command takes its settings as ``key.sub=value`` overrides
+(values read as YAML), the same syntax everywhere; ``--help`` lists the fields with their defaults."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from entropic_rl.plots import plot_simulation
-from entropic_rl.simulator import EXPERIMENTS, SimConfig, experiment_runs, simulate, summarize
+from entropic_rl.util.options import ConfigError, build, describe, parse_overrides
 
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def parse_overrides(pairs: list[str], types: dict[str, type]) -> dict:
-    """``["key=value", ...]`` to a dict, each value converted to the field's type."""
-    out = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set {pair!r}: expected key=value")
-        if key not in types:
-            raise SystemExit(f"error: --set {pair!r}: unknown field {key!r}; fields: {', '.join(types)}")
-        kind = types[key]
-        try:
-            if kind is bool:
-                if raw.lower() not in _TRUE + _FALSE:
-                    raise ValueError
-                out[key] = raw.lower() in _TRUE
-            else:
-                out[key] = kind(raw)
-        except ValueError:
-            raise SystemExit(f"error: --set {pair!r}: {key} must be a {kind.__name__}") from None
-    return out
+OVERRIDES_HELP = "settings as key.sub=value, e.g. method.name=grpo train.steps=50 (see below)"
 
 
-def _simulate_job(cfg: SimConfig) -> list[dict]:
-    torch.set_num_threads(1)  # the tensors are tiny: one thread per process is fastest
-    return simulate(cfg)
+def cmd_train(args: argparse.Namespace) -> int:
+    from entropic_rl.trainer import train
+    from entropic_rl.trainer.config import DEFAULT_PRESET, load_config
 
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    runs = experiment_runs(args.experiment)
-    overrides = parse_overrides(args.set, SimConfig.field_types())
-    varied = sorted({key for run in runs for key in run.overrides} & overrides.keys())
-    if varied:
-        raise SystemExit(f"error: --set {', '.join(varied)}: the {args.experiment} experiment varies these itself")
+    _quiet_transformers()
+    trail: list[str] = []
     try:
-        base = SimConfig(**overrides)
-        configs = [[replace(base, **run.overrides, seed=base.seed + i) for i in range(args.seeds)] for run in runs]
-    except ValueError as exc:
+        if args.resume:
+            config = load_config(Path(args.resume) / "config.yaml", args.overrides, trail)
+            if config.run_dir().resolve() != Path(args.resume).resolve():
+                config.log.out_dir = args.resume  # the run may have been moved
+        else:
+            config = load_config(args.config or DEFAULT_PRESET, args.overrides, trail)
+        print("config: " + " + ".join(trail))
+        method = ", ".join(f"{name}={value}" for name, value in vars(config.method).items() if name != "name")
+        print(f"method: {config.method.name}" + (f" ({method})" if method else ""))
+        run_dir = train(config, resume=bool(args.resume), trail=trail)
+    except (ConfigError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
-
-    jobs = [cfg for per_run in configs for cfg in per_run]
-    workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
-    histories: dict[SimConfig, list[dict]] = {}
-    console = Console(stderr=True)
-    columns = (TextColumn("simulate {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=args.json) as progress:
-        task = progress.add_task(args.experiment, total=len(jobs))
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_simulate_job, cfg): cfg for cfg in jobs}
-            for future in as_completed(futures):
-                histories[futures[future]] = future.result()
-                progress.advance(task)
-
-    rows, panels = [], {}
-    for run, per_run in zip(runs, configs, strict=True):
-        target = per_run[0].target_entropy if per_run[0].control != "none" else None
-        per_seed = [summarize(histories[cfg], target) for cfg in per_run]
-        rows.append(
-            {
-                "group": run.group,
-                "label": run.label,
-                "overrides": run.overrides,
-                "target_entropy": target,
-                "per_seed": per_seed,
-                "mean": _mean(per_seed),
-            }
-        )
-        panels.setdefault(run.group, []).append(
-            {"label": run.label, "target": target, "histories": [histories[cfg] for cfg in per_run]}
-        )
-
-    out_dir = Path(args.out or f"runs/simulate-{args.experiment}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figure = out_dir / f"simulate_{args.experiment}.png"
-    title = f"entropic simulate --experiment {args.experiment} ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
-    plot_simulation(panels, figure, title)
-    report = {
-        "experiment": args.experiment,
-        "seeds": args.seeds,
-        "base_config": asdict(base),
-        "rows": rows,
-        "figure": str(figure),
-    }
-    (out_dir / "summary.json").write_text(json.dumps(report, indent=2))
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_table(rows, args.seeds)
-        print(f"figure: {figure}\nsummary: {out_dir / 'summary.json'}")
+    print(f"run: {run_dir}  (metrics.jsonl, samples.jsonl, checkpoints/)\nplot: entropic plot {run_dir}")
     return 0
 
 
-def _mean(per_seed: list[dict]) -> dict:
-    out = {}
-    for key in per_seed[0]:
-        values = [s[key] for s in per_seed]
-        out[key] = None if any(v is None for v in values) else sum(values) / len(values)
-    return out
+def cmd_eval(args: argparse.Namespace) -> int:
+    from entropic_rl.evaluation import EvalCommand, run_eval
+    from entropic_rl.trainer.checkpoint import resolve_model_dir
+
+    _quiet_transformers()
+    try:
+        config = build(EvalCommand, parse_overrides(EvalCommand, args.overrides))
+        if config.model is None:
+            raise ConfigError("model: required, e.g. model=smollm2 or model=runs/entropic-arithmetic-seed0")
+        out, table = run_eval(config, resolve_model_dir(config.model, "model"))
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(table + f"\nresults: {out / 'results.json'}, {out / 'results.md'}, {out / 'samples.jsonl'}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from entropic_rl.trainer.plots import plot_runs
+
+    try:
+        out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"figure: {out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from entropic_rl.simulator import SimConfig, experiment_runs, run_experiment
+
+    if args.seeds < 1:
+        raise SystemExit("error: --seeds must be >= 1")
+    try:
+        overrides = parse_overrides(SimConfig, args.overrides)
+        varied = sorted({key for run in experiment_runs(args.experiment) for key in run.overrides} & overrides.keys())
+        if varied:
+            raise ConfigError(f"{', '.join(varied)}: the {args.experiment} experiment varies these itself")
+        base = build(SimConfig, overrides)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out_dir = Path(args.out or f"runs/simulate-{args.experiment}")
+    report = run_experiment(args.experiment, base, args.seeds, args.workers, out_dir, Console(stderr=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report["rows"], args.seeds)
+        print(f"figure: {report['figure']}\nsummary: {out_dir / 'summary.json'}")
+    return 0
 
 
 def _print_table(rows: list[dict], seeds: int) -> None:
@@ -152,150 +120,56 @@ def _print_table(rows: list[dict], seeds: int) -> None:
     Console(width=max(120, Console().width)).print(table)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
-    from entropic_rl.config import ConfigError, load_config
-    from entropic_rl.trainer import train
-
-    hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
+    hf_logging.disable_progress_bar()  # our own progress bars are the ones to watch
     hf_logging.set_verbosity_error()
 
-    try:
-        if args.resume:
-            config = load_config(Path(args.resume) / "config.yaml", args.overrides)
-            if config.run_dir().resolve() != Path(args.resume).resolve():
-                config.log.out_dir = args.resume  # the run may have been moved
-        else:
-            config = load_config(args.config, args.overrides)
-        run_dir = train(config, resume=bool(args.resume))
-    except (ConfigError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(f"run: {run_dir}  (metrics.jsonl, samples.jsonl, checkpoints/)\nplot: entropic plot {run_dir}")
-    return 0
 
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from transformers.utils import logging as hf_logging
-
-    from entropic_rl.models import choose_device, load_model, resolve_model_path
-    from entropic_rl.rewards import get_reward
-    from entropic_rl.tasks import FileTask
-    from entropic_rl.trainer.checkpoint import latest_checkpoint
-    from entropic_rl.trainer.evaluation import Sampling, data_name, evaluate_examples, markdown_table, mean_row
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        ks = [int(k) for k in args.k.split(",")] if args.k else None
-    except ValueError:
-        raise SystemExit(f"error: --k: expected comma-separated integers, got {args.k!r}") from None
-    try:
-        model_dir = resolve_model_path(args.model, "--model")
-        if (model_dir / "checkpoints").is_dir():  # a run directory: its latest checkpoint
-            model_dir = latest_checkpoint(model_dir) or model_dir
-        datasets = {}
-        for path in args.data:
-            data = FileTask(path, args.prompt_field, args.answer_field, template=args.template, limit=args.limit)
-            datasets[data_name(path)] = (data.examples_list, get_reward(args.reward or data.default_reward))
-        model, tokenizer = load_model(model_dir, args.dtype, choose_device(args.device))
-        sampling = Sampling(
-            args.n, args.temperature, args.top_p, args.max_new_tokens, args.batch_size, args.chat_template
-        )
-        results = {}
-        for name, (examples, reward_fn) in datasets.items():
-            torch.manual_seed(args.seed)
-            results[name] = evaluate_examples(model, tokenizer, examples, reward_fn, sampling, ks, label=name)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    out = Path(args.out or f"evals/{model_dir.name}")
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "samples.jsonl").open("w") as f:
-        for name, result in results.items():
-            for sample in result.pop("samples"):
-                f.write(json.dumps({"data": name, **sample}) + "\n")
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-    report = {"model": str(model_dir), "settings": settings, "results": results}
-    if len(results) > 1:
-        report["mean"] = mean_row(results)
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    table = markdown_table(results)
-    (out / "results.md").write_text(f"# {model_dir}\n\n{table}")
-    print(table + f"\nresults: {out / 'results.json'}, {out / 'results.md'}, {out / 'samples.jsonl'}")
-    return 0
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    from entropic_rl.plots import plot_runs
-
-    try:
-        out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(f"figure: {out}")
-    return 0
-
-
-def _config_epilog() -> str:
-    from entropic_rl.config import Config
-
-    lines = ["configuration (override with key.sub=value; defaults shown):"]
-    for section, values in Config().to_dict().items():
-        if isinstance(values, dict):
-            lines.append(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-        else:
-            lines.append(f"  {section}={values}")
-    lines.append("  method.name: entropic | entropic-reference | grpo (grpo has no other method fields)")
-    return "\n".join(lines)
+def _epilog(lines: list[str]) -> str:
+    return "configuration (key.sub=value; shown: default (type) meaning):\n" + "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from entropic_rl.evaluation import EvalCommand
+    from entropic_rl.simulator import EXPERIMENTS, SimConfig
+    from entropic_rl.trainer.config import DEFAULT_PRESET, config_help
+
     parser = argparse.ArgumentParser(prog="entropic", description="Entropy-stabilised RL for language models.")
     commands = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
 
     train = commands.add_parser(
         "train",
         help="train a causal LM with GRPO and an entropy-control method",
         description="Train with GRPO and EntroPIC (or another method) on a verifiable task. With no arguments: the "
-        "embedded default model on 2-digit addition. Writes RUN_DIR/config.yaml, metrics.jsonl, samples.jsonl, "
-        "checkpoints/ (and tensorboard/ when tensorboard is installed).",
-        epilog=_config_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        f"embedded default model on 2-digit addition, with the {DEFAULT_PRESET} preset. Writes RUN_DIR/config.yaml, "
+        "metrics.jsonl, samples.jsonl, checkpoints/ (and tensorboard/ when tensorboard is installed).",
+        epilog=config_help(),
+        formatter_class=raw,
     )
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. method.name=grpo train.steps=50")
-    train.add_argument("--config", help="a YAML file (see configs/)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    train.add_argument(
+        "--config",
+        metavar="FILE|PRESET",
+        help=f"a YAML file (see configs/) or a preset name (default: {DEFAULT_PRESET}); the method's own defaults "
+        "are the authors' values for an LLM",
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.set_defaults(func=cmd_train)
 
     ev = commands.add_parser(
         "eval",
         help="avg@N, pass@N and pass@k of a model on JSONL/Parquet problem files",
-        description=(
-            "Sample N answers per problem, score them with the data set's checker (GSM8K: final number; "
-            "MATH-style: last \\boxed{} with math-verify), print a table and write results.json, results.md "
-            "and samples.jsonl. Field names and the reward follow the file's layout unless given."
-        ),
+        description="Sample N answers per problem, score them with the data set's checker (GSM8K: final number; "
+        "MATH-style: last \\boxed{} with math-verify), print a table and write results.json, results.md "
+        "and samples.jsonl. Field names and the reward follow the file's layout unless given. "
+        "Example: entropic eval model=smollm2 data=../shared/data/gsm8k_test.jsonl limit=32 sampling.n=4",
+        epilog=_epilog(describe(EvalCommand)),
+        formatter_class=raw,
     )
-    ev.add_argument(
-        "--model", required=True, help="a Hugging Face model folder, a checkpoint, a run directory, or smollm2"
-    )
-    ev.add_argument("--data", required=True, action="append", help="a .jsonl or .parquet file (repeat for several)")
-    ev.add_argument("--n", type=int, default=8, help="samples per problem (default 8)")
-    ev.add_argument("--k", help="comma-separated k for pass@k (default 1,2,4,... up to n)")
-    ev.add_argument("--limit", type=int, help="only the first LIMIT problems of each file")
-    ev.add_argument("--template", default="plain", help="plain | boxed | a string containing {prompt}")
-    ev.add_argument("--prompt-field", help="default: the first of prompt, question, problem")
-    ev.add_argument("--answer-field", default="answer")
-    ev.add_argument("--reward", help="checker by name or module:function (default: from the file's layout)")
-    ev.add_argument("--temperature", type=float, default=0.6)
-    ev.add_argument("--top-p", type=float, default=0.95)
-    ev.add_argument("--max-new-tokens", type=int, default=512)
-    ev.add_argument("--batch-size", type=int, default=64, help="sequences per generate call")
-    ev.add_argument("--chat-template", default="auto", choices=("auto", "never"))
-    ev.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--out", help="output folder (default evals/<model folder name>)")
+    ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     ev.set_defaults(func=cmd_eval)
 
     plot = commands.add_parser(
@@ -308,14 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="PNG path (default RUN_DIR/training.png of the first run)")
     plot.set_defaults(func=cmd_plot)
 
-    fields = ", ".join(f"{name}={value}" for name, value in asdict(SimConfig()).items())
     sim = commands.add_parser(
         "simulate",
         help="check the EntroPIC theory on a fast simulated policy",
         description="Run a simulator experiment (see docs/theory.md): prints a table, writes a PNG of entropy and "
-        "alpha over steps and a summary.json.",
-        epilog=f"fields for --set (defaults): {fields}",
+        "alpha over steps and a summary.json. Example: entropic simulate --seeds 3 steps=300 kp=5",
+        epilog=_epilog(describe(SimConfig)),
+        formatter_class=raw,
     )
+    sim.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="simulator fields (see below)")
     sim.add_argument(
         "--experiment",
         choices=EXPERIMENTS,
@@ -324,13 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
         "training (claim 1); threshold: confident tokens vs every token (claim 4); gains: P error vs Kp",
     )
     sim.add_argument("--seeds", type=int, default=1, help="seeds per run, starting at the config's seed (default 1)")
-    sim.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a simulator field, e.g. --set steps=300 --set kp=5 (repeatable)",
-    )
     sim.add_argument("--out", help="output folder (default runs/simulate-EXPERIMENT)")
     sim.add_argument("--json", action="store_true", help="print the table as JSON instead")
     sim.add_argument("--workers", type=int, help="processes (default: number of CPUs)")
@@ -340,8 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "seeds", 1) < 1:
-        raise SystemExit("error: --seeds must be >= 1")
     return args.func(args)
 
 

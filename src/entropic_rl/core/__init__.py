@@ -9,6 +9,7 @@ from entropic_rl.core.losses import (
     confident_mask,
     entropic_weights,
     policy_loss,
+    reference_aggregate,
 )
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "confident_mask",
     "entropic_weights",
     "policy_loss",
+    "reference_aggregate",
     "token_logprobs_and_entropy",
 ]

@@ -99,19 +99,9 @@ class PIController:
         anti_windup: bool = True,
         schedule: TargetSchedule | dict | None = None,
     ) -> None:
-        if (target_entropy is None) == (schedule is None):
-            raise ValueError("give exactly one of target_entropy and schedule")
-        if schedule is None:
-            schedule = TargetSchedule("constant", end=_non_negative("target_entropy", target_entropy))
-        elif isinstance(schedule, dict):
-            schedule = TargetSchedule.from_dict(schedule)
-        self.schedule = schedule
-        self.kp = _non_negative("kp", kp)
-        self.ki = _non_negative("ki", ki)
-        alpha_min, alpha_max = _number("alpha_min", alpha_min), _number("alpha_max", alpha_max)
-        if not alpha_min < alpha_max:
-            raise ValueError(f"alpha_min must be < alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
-        self.alpha_min, self.alpha_max = float(alpha_min), float(alpha_max)
+        self.schedule, self.kp, self.ki, self.alpha_min, self.alpha_max = check_settings(
+            target_entropy, kp, ki, alpha_min, alpha_max, schedule
+        )
         self.anti_windup = bool(anti_windup)
 
         self.integral = 0.0  # I_k
@@ -222,6 +212,29 @@ class PIController:
                 value = _number(f"state.{name}", value)
             setattr(self, name, value)
         self.alpha = min(max(self.alpha, self.alpha_min), self.alpha_max)
+
+
+def check_settings(
+    target_entropy: float | None,
+    kp: float,
+    ki: float,
+    alpha_min: float,
+    alpha_max: float,
+    schedule: TargetSchedule | dict | None,
+) -> tuple[TargetSchedule, float, float, float, float]:
+    """The controller's settings checked, as ``(schedule, kp, ki, alpha_min, alpha_max)``; a
+    ``ValueError`` names the parameter. A config that holds these settings checks them with this
+    function, without building a controller."""
+    if (target_entropy is None) == (schedule is None):
+        raise ValueError("target_entropy: give exactly one of target_entropy and schedule")
+    if schedule is None:
+        schedule = TargetSchedule("constant", end=_non_negative("target_entropy", target_entropy))
+    elif isinstance(schedule, dict):
+        schedule = TargetSchedule.from_dict(schedule)
+    alpha_min, alpha_max = _number("alpha_min", alpha_min), _number("alpha_max", alpha_max)
+    if not alpha_min < alpha_max:
+        raise ValueError(f"alpha_min must be < alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
+    return schedule, _non_negative("kp", kp), _non_negative("ki", ki), alpha_min, alpha_max
 
 
 def _number(name: str, value) -> float:

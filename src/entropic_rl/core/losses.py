@@ -62,10 +62,44 @@ def _token_weights(mask: torch.Tensor, mode: str, denominator: torch.Tensor | fl
     return mask / denominator
 
 
+def reference_aggregate(
+    values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", max_len: int | None = None
+) -> torch.Tensor:
+    """The aggregation of the authors' code (verl 0.6's ``agg_loss``), used by ``normalize="reference"``.
+
+    It differs from ``aggregate`` (ALGORITHMS.md §1) in two modes: ``seq-mean-token-sum-norm`` divides
+    by the length L alone (``max_len``, default the mask's width), not by sequences times L; and the
+    sequence means count every row, with or without valid tokens (a row without tokens contributes 0
+    here; in seq-mean-token-mean the authors' code gives nan). token-mean divides by ``sum(m) + 1e-8``.
+    """
+    return (torch.where(mask > 0, values.float(), 0.0) * _reference_token_weights(mask, mode, max_len)).sum()
+
+
+def _reference_token_weights(mask: torch.Tensor, mode: str, max_len: int | None) -> torch.Tensor:
+    """d reference_aggregate / d x_t."""
+    _check_mode(mode)
+    mask = mask.float()
+    if mode == "token-mean":
+        return mask / (mask.sum() + 1e-8)
+    if mode == "seq-mean-token-sum-norm":
+        return mask / (mask.shape[-1] if max_len is None else max_len)
+    rows = mask.shape[0]
+    if mode == "seq-mean-token-mean":
+        return mask / (mask.sum(-1, keepdim=True).clamp(min=1.0) * rows)
+    return mask / rows
+
+
 def confident_mask(log_prob: torch.Tensor, response_mask: torch.Tensor, threshold: float) -> torch.Tensor:
     """``C = m * 1[pi > threshold]``, pi the current policy (detached); ``threshold=0``: every valid token."""
     log_threshold = math.log(threshold) if threshold > 0 else -math.inf
     return response_mask.float() * (log_prob.detach() > log_threshold).float()
+
+
+def _reference_confident_mask(log_prob: torch.Tensor, response_mask: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``confident_mask`` as the authors compute it: against the float32 ``log(threshold)``, which is
+    below the exact value (for 0.95, tokens with pi in (0.94999999, 0.95] are confident here too)."""
+    log_threshold = torch.log(torch.tensor(threshold, dtype=torch.float32))
+    return response_mask.float() * (log_prob.detach() > log_threshold.to(log_prob.device)).float()
 
 
 def entropic_weights(advantages: torch.Tensor, confident: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -92,8 +126,9 @@ def policy_loss(
     agg: str = "token-mean",
     alpha: float = 0.0,
     threshold: float = 0.95,
-    normalize: str = "reference",
+    normalize: str = "exact",
     denominator: torch.Tensor | float | None = None,
+    max_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip with dual clip, plus the EntroPIC adjustment on confident tokens.
 
@@ -105,16 +140,18 @@ def policy_loss(
     - ``normalize="reference"`` (the authors' code): ``L = agg(pg, m) + alpha * agg(-r |A|, C)``,
       the adjustment averaged over confident tokens with the unclipped ratio r, so kappa =
       sum(m) / sum(C) for token-mean. Where PPO clips a token, the adjustment is its only
-      gradient.
+      gradient. As in their code, ``agg`` is ``reference_aggregate`` over this call's tensors and
+      C compares with the float32 ``log(threshold)``.
     - ``normalize="exact"``: ``L = agg((1 + alpha * sign(A) * C) * pg, m)`` - on an unclipped
       token the same adjustment (``alpha * sign(A) * pg = -alpha * r |A|``), with the base loss's
       denominator and its clipping, so the weights are exactly ``1 +- alpha`` times PPO's own
       gradient everywhere, and zero where PPO clips.
 
-    ``denominator`` is the mini-batch normaliser of the base loss (see ``agg_denominator``)
-    for gradient accumulation; with it the exact loss of summed micro-batches equals one big
-    batch. The reference adjustment stays normalised by each call's own confident tokens (as in
-    the authors' code), scaled by this call's share of the denominator.
+    ``denominator`` (exact only) is the mini-batch normaliser of the base loss (see
+    ``agg_denominator``) for gradient accumulation; with it the exact loss of summed micro-batches
+    equals one big batch. The reference loss is normalised within each call, as in the authors'
+    code: scale a micro-batch's loss by its share of the mini-batch. ``max_len`` is the length L of
+    seq-mean-token-sum-norm (default: the mask's width).
 
     Returns ``(loss, metrics)``; metrics are detached scalar tensors: ``pg_clipfrac`` (ratio
     clip active), ``pg_clipfrac_lower`` (dual clip active), ``ppo_kl`` (mean of lp_old - lp),
@@ -136,23 +173,25 @@ def policy_loss(
     pg_dual = torch.minimum(pg, -advantages * clip_c)  # bounds the loss of A < 0 tokens at -A c
     pg_losses = torch.where(advantages < 0, pg_dual, pg)
 
-    local_denominator = agg_denominator(mask, agg)
-    if denominator is None:
-        denominator = local_denominator
-    confident = confident_mask(log_prob, mask, threshold)
     sign = torch.sign(advantages).detach()
-
     if normalize == "exact":
+        if denominator is None:
+            denominator = agg_denominator(mask, agg, max_len)
+        confident = confident_mask(log_prob, mask, threshold)
         loss = aggregate(entropic_weights(advantages, confident, alpha) * pg_losses, mask, agg, denominator)
         kappa = confident  # relative weight of the adjustment: exactly 1 on confident tokens
     else:
-        scale = local_denominator / denominator
-        loss = aggregate(pg_losses, mask, agg, denominator)
+        if denominator is not None:
+            raise ValueError(
+                "denominator: the reference loss is normalised within each call, as in the authors' code; "
+                "scale each micro-batch's loss by its share of the mini-batch instead"
+            )
+        confident = _reference_confident_mask(log_prob, mask, threshold)
+        loss = reference_aggregate(pg_losses, mask, agg, max_len)
         if alpha != 0.0:
-            loss = loss + alpha * scale * aggregate(-ratio * advantages.abs(), confident, agg)
-        # adjustment weight / base weight; the share `scale` multiplies both, so it cancels
-        adjustment_weights = _token_weights(confident, agg, agg_denominator(confident, agg))
-        kappa = torch.where(mask > 0, adjustment_weights / _token_weights(mask, agg, local_denominator), 0.0)
+            loss = loss + alpha * reference_aggregate(-ratio * advantages.abs(), confident, agg, max_len)
+        adjustment_weights = _reference_token_weights(confident, agg, max_len)  # relative to the base's
+        kappa = torch.where(mask > 0, adjustment_weights / _reference_token_weights(mask, agg, max_len), 0.0)
 
     with torch.no_grad():
         weight = 1.0 + alpha * sign * kappa

@@ -1,65 +1,62 @@
-"""EntroPIC in TRL: ``EntroPICGRPOTrainer``, a ``GRPOTrainer`` whose advantages are reweighted
-per token by the EntroPIC controller (install with ``pip install entropic-rl[trl]``).
+"""EntroPIC in TRL: ``EntroPICGRPOTrainer``, a ``GRPOTrainer`` whose advantages are reweighted per
+token by the ``entropic`` method (install with ``pip install entropic-rl[trl]``).
 
 How it maps onto TRL (docs/trl.md has the user-facing version):
 
+- The config's ``entropic_*`` fields are the method's own fields (``methods.EntroPICConfig``: same
+  defaults, same help), prefixed.
 - The loss is TRL's own, for every ``loss_type``: on each micro-batch the advantages are multiplied
-  by ``1 + alpha * sign(A) * C`` (``core.entropic_weights``, C the confident tokens under the current
-  policy), which is exactly the ``entropic`` method's loss with ``normalize: exact``.
-- Entropy is the one TRL already computes for its ``entropy`` metric (logits / temperature, the
-  tokens the loss trains on). Its sum and count are accumulated over the micro-batches of an
-  optimizer step, summed across processes at the step's last micro-batch, and fed to the
-  controller once; every process computes the same alpha from the same totals.
-- Alpha of optimizer step k therefore comes from the entropy measured during step k - 1 (the
-  built-in trainer measures step k's rollout before step k): one step of delay, which saves a
-  forward pass. The first step uses alpha = 0.
-- The controller state is saved in every TRL checkpoint (``entropic_controller.json``) and
-  restored by ``resume_from_checkpoint``.
+  by the method's ``advantage_weights`` (``1 + alpha * sign(A) * C``, C the confident tokens under
+  the current policy). TRL's per-token losses are positively homogeneous in the advantage, so this is
+  TRL's loss with its per-token loss multiplied by the weights: the ``entropic`` method with
+  ``normalize: exact``.
+- The window update, in one of two places:
+  - where TRL runs an old-log-prob pass when it generates (vLLM with importance-sampling
+    correction, ``num_iterations > 1``, ``steps_per_generation`` not dividing the gradient
+    accumulation), the entropies of that pass are requested too, and the controller is fed once per
+    generation batch, before any step on it, counting the optimizer steps the batch serves (as the
+    built-in trainer and verl do);
+  - otherwise (plain on-policy runs: TRL then skips that pass), from the entropies TRL computes in
+    the loss, summed over the micro-batches of an optimizer step: alpha of step k comes from step
+    k - 1, and the first step uses alpha = 0. That saves a forward pass.
+  Either way the sums are all-reduced across processes first, so every process holds the same alpha.
+- The method's state is saved in every TRL checkpoint and restored by ``resume_from_checkpoint``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass, field
+import operator
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 
-from entropic_rl.core import confident_mask, entropic_weights
-from entropic_rl.methods import EntroPIC, EntroPICConfig, LossSettings, Window
-from entropic_rl.trainer.checkpoint import write_atomically
+from entropic_rl.integrations.state_file import load_method_state, save_method_state
+from entropic_rl.methods import EntroPIC, EntroPICConfig, Window, with_method_fields
 
-CONTROLLER_FILE = "entropic_controller.json"
+PREFIX = "entropic_"
+
+
+def _dict_or_json(hint):
+    """A dict field also takes JSON text, as TRL's own dict fields do: ``dict | str | None``, in the
+    order TRL's argument parser reads as "parse a string"."""
+    args = typing.get_args(hint)
+    if dict not in args:
+        return hint
+    return functools.reduce(operator.or_, (dict, str, *(a for a in args if a is not dict)))
 
 
 @dataclass
+@with_method_fields(EntroPICConfig, prefix=PREFIX, retype=_dict_or_json)
 class EntroPICGRPOConfig(GRPOConfig):
-    """``GRPOConfig`` plus the EntroPIC fields (ALGORITHMS.md §2). Defaults are the authors' values
-    for an LLM; TRL's own entropy options (``entropy_coef``, ``use_adaptive_entropy``,
+    """``GRPOConfig`` plus the fields of the ``entropic`` method prefixed ``entropic_`` (defaults: the
+    authors' values for an LLM). TRL's own entropy options (``entropy_coef``, ``use_adaptive_entropy``,
     ``top_entropy_quantile``) must stay off."""
-
-    entropic_target_entropy: float | None = field(
-        default=0.1, metadata={"help": "Target entropy (nats). Set to None when giving entropic_schedule."}
-    )
-    entropic_schedule: dict | str | None = field(
-        default=None,
-        metadata={
-            "help": "Target schedule instead of a constant target, as a dict or JSON, e.g. "
-            '{"kind": "linear", "start": 0.5, "end": 0.1, "steps": 100}.'
-        },
-    )
-    entropic_kp: float = field(default=1.0, metadata={"help": "Proportional gain K_p."})
-    entropic_ki: float = field(default=0.01, metadata={"help": "Integral gain K_i (0: P control)."})
-    entropic_alpha_min: float = field(default=-1.0, metadata={"help": "Lower bound of alpha."})
-    entropic_alpha_max: float = field(default=1.0, metadata={"help": "Upper bound of alpha."})
-    entropic_threshold: float = field(
-        default=0.95, metadata={"help": "Confident tokens: probability under the current policy above this."}
-    )
-    entropic_anti_windup: bool = field(
-        default=True, metadata={"help": "Do not integrate an error that pushes a saturated alpha further out."}
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,22 +71,24 @@ class EntroPICGRPOConfig(GRPOConfig):
                 f"{', '.join(clashing)}: TRL's own entropy control cannot be combined with EntroPIC, which "
                 "controls entropy itself; leave entropy_coef=0, use_adaptive_entropy=False, top_entropy_quantile=1"
             )
-        if isinstance(self.entropic_schedule, str):
-            try:
-                self.entropic_schedule = json.loads(self.entropic_schedule)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"entropic_schedule: not valid JSON: {exc}") from None
-        self.method_config()  # validates every entropic_* field, naming it
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            if name.startswith(PREFIX) and dict in typing.get_args(hint) and isinstance(value, str):
+                try:
+                    setattr(self, name, json.loads(value))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{name}: not valid JSON: {exc}") from None
+        self.method_config()  # checks every entropic_* field, naming it
 
     def method_config(self) -> EntroPICConfig:
-        return EntroPICConfig.from_fields(self, prefix="entropic_", label="entropic_")
+        return EntroPICConfig.for_framework(self, prefix=PREFIX)
 
 
 class EntroPICGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` with EntroPIC. Takes the same arguments; ``args`` must be an
-    ``EntroPICGRPOConfig``. Logs ``entropic/alpha``, ``entropic/entropy``, ``entropic/target``,
-    ``entropic/error``, ``entropic/p_term``, ``entropic/i_term``, ``entropic/integral``,
-    ``entropic/saturated``, ``entropic/skipped`` and ``entropic/confident_frac``."""
+    ``EntroPICGRPOConfig``. Logs the method's metrics (``entropic/alpha``, ``entropic/entropy``,
+    ``entropic/target``, ``entropic/error``, ``entropic/p_term``, ``entropic/i_term``,
+    ``entropic/integral``, ``entropic/saturated``, ``entropic/skipped``) and ``entropic/confident_frac``."""
 
     def __init__(self, model, reward_funcs=None, args: EntroPICGRPOConfig | None = None, **kwargs) -> None:
         if not isinstance(args, EntroPICGRPOConfig):
@@ -97,9 +96,31 @@ class EntroPICGRPOTrainer(GRPOTrainer):
                 f"args must be an EntroPICGRPOConfig (a GRPOConfig with the EntroPIC fields), got {type(args).__name__}"
             )
         super().__init__(model, reward_funcs, args=args, **kwargs)
-        self.entropic = EntroPIC(args.method_config(), LossSettings())
-        self._window_totals: torch.Tensor | None = None  # entropy sum, tokens, confident tokens of this step
+        self.method = EntroPIC(args.method_config())
+        # TRL's own rule for computing old log-probs when it generates (GRPOTrainer._generate_and_score_completions).
+        generate_every = args.steps_per_generation * self.num_iterations
+        self.windows_before_step = args.gradient_accumulation_steps % generate_every != 0 or (
+            self.use_vllm and self.vllm_importance_sampling_correction
+        )
+        self._steps_per_generation_batch = generate_every / args.gradient_accumulation_steps
+        self._measuring = False  # the next log-prob pass is the old-log-prob pass of a generation batch
+        self._generation_entropies: torch.Tensor | None = None
+        self._step_totals: torch.Tensor | None = None  # this optimizer step: entropy sum, tokens, confident tokens
         self._loss_inputs: dict | None = None  # the micro-batch whose loss is being computed
+
+    def _generate_and_score_completions(self, inputs):
+        self._measuring = self.model.training and self.windows_before_step
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training and (self._measuring or self.windows_before_step != ("old_per_token_logps" in output)):
+            raise RuntimeError("EntroPIC: TRL did not compute old log-probs where expected; check the trl version")
+        if self._generation_entropies is not None:
+            entropies, self._generation_entropies = self._generation_entropies, None
+            mask = _trained_tokens(output)
+            totals = self.accelerator.reduce(torch.stack([(entropies * mask).sum(), mask.sum()]).float(), "sum")
+            entropy_sum, tokens = totals.tolist()
+            self.method.update(Window(entropy_sum, tokens, self._steps_per_generation_batch))
+            self._log(self.method.metrics())
+        return output
 
     def _compute_loss(self, model, inputs):
         self._loss_inputs = inputs
@@ -110,51 +131,57 @@ class EntroPICGRPOTrainer(GRPOTrainer):
             inputs["advantages"] = advantages
             self._loss_inputs = None
 
-    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        outputs = super()._get_per_token_logps_and_entropies(*args, **kwargs)  # log-probs, entropies, ...
+    def _get_per_token_logps_and_entropies(self, model, *args, compute_entropy=False, **kwargs):
+        measuring, self._measuring = self._measuring, False
+        log_probs, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
+            model, *args, compute_entropy=compute_entropy or measuring, **kwargs
+        )
+        if measuring:  # the old-log-prob pass of a generation batch
+            self._generation_entropies = entropies.detach()
+            return log_probs, None, aux_loss
         if self._loss_inputs is not None:  # the loss's own forward pass (not old or reference log-probs)
-            self._reweight(self._loss_inputs, outputs[0], outputs[1])
-        return outputs
+            self._reweight(self._loss_inputs, log_probs, entropies)
+        return log_probs, entropies, aux_loss
 
     def _reweight(self, inputs: dict, log_probs: torch.Tensor, entropies: torch.Tensor) -> None:
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
+        mask = _trained_tokens(inputs)
         advantages = inputs["advantages"]
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1).expand_as(log_probs)
-        confident = confident_mask(log_probs, mask, self.entropic.config.threshold)
-        inputs["advantages"] = advantages * entropic_weights(advantages, confident, self.entropic.alpha)
+        weights, metrics = self.method.advantage_weights(log_probs, advantages, mask)
+        inputs["advantages"] = advantages * weights
         if not self.model.training:
             return  # evaluation never moves the controller
 
-        totals = torch.stack([(entropies.detach() * mask).sum(), mask.sum(), confident.sum()]).float()
-        self._window_totals = totals if self._window_totals is None else self._window_totals + totals
+        tokens = mask.sum()
+        totals = torch.stack([(entropies.detach() * mask).sum(), tokens, metrics["entropic/confident_frac"] * tokens])
+        self._step_totals = totals.float() if self._step_totals is None else self._step_totals + totals
         if self.accelerator.sync_gradients:  # the optimizer step's last micro-batch
-            entropy_sum, tokens, confident_tokens = self.accelerator.reduce(
-                self._window_totals, reduction="sum"
-            ).tolist()
-            self._window_totals = None
-            self.entropic.begin_step(Window(entropy_sum, tokens))  # alpha for the next optimizer step
-            metrics = {**self.entropic.end_step(), "confident_frac": confident_tokens / max(tokens, 1.0)}
-            for name, value in metrics.items():
-                self._metrics["train"][f"entropic/{name}"].append(value)
+            entropy_sum, tokens, confident = self.accelerator.reduce(self._step_totals, reduction="sum").tolist()
+            self._step_totals = None
+            if not self.windows_before_step:  # the lagged path: alpha for the next optimizer step
+                self.method.update(Window(entropy_sum, tokens))
+                self._log(self.method.metrics())
+            self._log({"entropic/confident_frac": confident / max(tokens, 1.0)})
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self._metrics["train"][name].append(value)
 
     def _save_checkpoint(self, model, trial) -> None:
         # Written before TRL's own files, so every checkpoint that TRL can resume from has it.
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(folder / CONTROLLER_FILE, json.dumps(self.entropic.state_dict()))
+            save_method_state(folder, self.method)
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        path = Path(checkpoint) / CONTROLLER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: no EntroPIC controller state in this checkpoint (was it written by EntroPICGRPOTrainer?)"
-            )
-        self.entropic.load_state_dict(json.loads(path.read_text()))
+        if checkpoint is not None:
+            load_method_state(Path(checkpoint), self.method)
+
+
+def _trained_tokens(batch: dict) -> torch.Tensor:
+    """The tokens TRL's loss trains on: the completion, without tool output."""
+    mask = batch["completion_mask"]
+    return mask * batch["tool_mask"] if "tool_mask" in batch else mask

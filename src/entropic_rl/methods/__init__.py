@@ -1,6 +1,14 @@
 """Entropy-control methods, selectable by name. Adding one is a file here and a line below."""
 
-from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window
+from entropic_rl.methods.base import (
+    LossSettings,
+    Method,
+    MethodConfig,
+    MicroBatch,
+    Window,
+    loss_metrics,
+    with_method_fields,
+)
 from entropic_rl.methods.entropic import EntroPIC, EntroPICConfig, EntroPICReference, EntroPICReferenceConfig
 from entropic_rl.methods.grpo import GRPO
 
@@ -29,5 +37,7 @@ __all__ = [
     "MethodConfig",
     "MicroBatch",
     "Window",
+    "loss_metrics",
     "method_class",
+    "with_method_fields",
 ]

@@ -1,50 +1,108 @@
 """The interface every entropy-control method satisfies (DESIGN.md, "methods").
 
-The trainer and the framework integrations talk to a method only through this interface:
+The built-in trainer, the TRL plug-in and the verl plug-in talk to a method only through this
+interface, in this order for each optimizer step:
 
-- ``begin_step(window)``: once per optimizer step, before its micro-batches, with the entropy
-  measured on the mini-batch when its old log-probs were computed (sums and counts, so a
-  distributed caller can all-reduce them first);
-- ``loss(micro_batch)``: the micro-batch's loss, already scaled so that summing the micro-batch
-  losses of a mini-batch gives the mini-batch loss, and its metrics;
-- ``end_step()``: after the optimizer step; returns the method's metrics for the step;
-- ``state_dict()`` / ``load_state_dict()``: JSON-serialisable state saved in every checkpoint.
+- ``update(window)``: the window update, before the step's micro-batches, with the entropy of the
+  data the step trains on under the policy that sampled it (a sum and a count, so a distributed
+  caller can all-reduce them first; a caller that measures once per rollout passes the number of
+  optimizer steps the rollout serves);
+- for each micro-batch, either ``loss(micro_batch)``: the built-in trainer's loss, or
+  ``advantage_weights(log_prob, advantages, mask)``: per-token weights on a framework's own
+  advantages that turn its PPO loss into this method's loss (the method's config says with
+  ``check_advantage_weights()`` whether it has that form);
+- ``metrics()``: after the step, the method's metrics, named ``<method>/<quantity>``.
+
+``step_state()`` / ``load_step_state()`` carry the values a step's loss needs (EntroPIC: alpha) from a
+distributed driver to its workers; ``state_dict()`` / ``load_state_dict()`` the JSON state saved in
+every checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from entropic_rl.core import policy_loss
+from entropic_rl.util.options import option
+
+LOSS_METRICS = ("pg_clipfrac", "pg_clipfrac_lower", "ppo_kl")  # policy_loss's metrics of the PPO loss itself
 
 
 @dataclass
 class MethodConfig:
-    """Fields every method has. Subclasses add their own; the loader validates ``method.*``
-    against the class registered for ``method.name``."""
+    """Fields every method has. Subclasses add their own, each declared once with ``option``:
+    ``--help``, the TRL config and the verl config derive from that declaration."""
 
-    name: str = "entropic"
+    name: str = option("entropic", "the entropy-control method")
+
+    def check_advantage_weights(self) -> None:
+        """Raise a ``ValueError`` naming the field unless, with these settings, the method's
+        adjustment is a per-token weight on the advantages (what the TRL and verl plug-ins apply)."""
+        raise ValueError(f"name: {self.name} changes the loss in a way that is not an advantage weight")
+
+    @classmethod
+    def for_framework(cls, source, prefix: str = "", label: str = ""):
+        """The config from the fields ``prefix + name`` of a framework's config (see
+        ``with_method_fields``), checked to be a per-token advantage weight, the form in which the
+        plug-ins apply a method; an error names the field as ``label + prefix + name``."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name != "name":
+                value = getattr(source, prefix + field.name)
+                values[field.name] = dict(value) if isinstance(value, Mapping) else value  # Hydra: DictConfig
+        try:
+            config = cls(**values)
+            config.check_advantage_weights()
+        except ValueError as exc:
+            raise ValueError(f"{label}{prefix}{exc}") from None
+        return config
+
+
+def with_method_fields(config_class: type[MethodConfig], prefix: str = "", retype: Callable = lambda hint: hint):
+    """Class decorator, applied under ``@dataclass``: adds every field of ``config_class`` (but
+    ``name``) as ``prefix + name`` with the same default and help text, ``retype`` mapping its type
+    hint (a framework's parser may need another). So a framework's config derives its method fields
+    from the one declaration."""
+    hints = typing.get_type_hints(config_class)
+
+    def add(cls: type) -> type:
+        annotations = dict(inspect.get_annotations(cls))
+        for field in dataclasses.fields(config_class):
+            if field.name == "name":
+                continue
+            annotations[prefix + field.name] = retype(hints[field.name])
+            setattr(cls, prefix + field.name, dataclasses.field(default=field.default, metadata=field.metadata))
+        cls.__annotations__ = annotations
+        return cls
+
+    return add
 
 
 @dataclass
 class LossSettings:
-    """The base PPO-clip settings the trainer hands to its method (the ``train.*`` fields)."""
+    """The base PPO-clip settings the trainer hands to its method (``train.*``, and the
+    configured response length for the aggregation modes that divide by it)."""
 
     agg: str = "token-mean"
     clip_low: float = 0.2
     clip_high: float = 0.2
     clip_c: float = 3.0
+    max_len: int | None = None
 
 
 @dataclass
 class Window:
-    """Entropy of a mini-batch under the policy that sampled it, as a sum and a count, and the
-    number of optimizer steps it stands for (a framework that measures once per rollout and
-    then takes several steps passes that number, so the integral grows by one error per step)."""
+    """Entropy of the data an optimizer step trains on, under the policy that sampled it, as a sum and
+    a count, and the number of optimizer steps it stands for (a framework that measures once per
+    rollout and then takes several steps passes that number, so the integral grows by one error per
+    step)."""
 
     entropy_sum: float
     token_count: float
@@ -72,38 +130,46 @@ class MicroBatch:
 class Method(ABC):
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
 
-    def __init__(self, config: MethodConfig, loss_settings: LossSettings) -> None:
+    def __init__(self, config: MethodConfig, loss_settings: LossSettings | None = None) -> None:
         self.config = config
-        self.loss_settings = loss_settings
+        self.loss_settings = loss_settings or LossSettings()
 
-    def begin_step(self, window: Window) -> None:  # noqa: B027 - optional hook, nothing to do by default
+    def update(self, window: Window) -> None:  # noqa: B027 - a method without a controller has nothing to do
         pass
 
     @abstractmethod
-    def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+    def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The micro-batch's loss, scaled so that the micro-batch losses of a mini-batch sum to its
+        loss, and its metrics (detached scalar tensors)."""
 
-    def _policy_loss(self, mb: MicroBatch, denominator, **adjustment) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``policy_loss`` of the micro-batch with the trainer's PPO-clip settings; ``adjustment``
-        holds the EntroPIC arguments (alpha, threshold, normalize), if any."""
-        s = self.loss_settings
-        return policy_loss(
-            mb.log_prob,
-            mb.old_log_prob,
-            mb.advantages,
-            mb.mask,
-            clip_low=s.clip_low,
-            clip_high=s.clip_high,
-            clip_c=s.clip_c,
-            agg=s.agg,
-            denominator=denominator,
-            **adjustment,
-        )
+    def advantage_weights(
+        self, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Detached per-token weights for a framework's advantages, and their metrics. A method whose
+        adjustment has this form overrides it, and its config's ``check_advantage_weights``."""
+        self.config.check_advantage_weights()
+        raise TypeError(f"{type(self).__name__}: its config allows advantage weights, but it computes none")
 
-    def end_step(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, float]:
         return {}
+
+    def step_state(self) -> dict:
+        return {}
+
+    def load_step_state(self, state: dict) -> None:  # noqa: B027 - nothing to load by default
+        pass
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:  # noqa: B027 - stateless by default
         pass
+
+
+def loss_metrics(metrics: dict[str, torch.Tensor], method: str | None = None) -> dict[str, torch.Tensor]:
+    """``policy_loss`` metrics under the shared names: the PPO loss's as ``loss/<name>``, the
+    rest (EntroPIC's confident fraction and weights) as ``<method>/<name>``, or dropped without one."""
+    named = {f"loss/{name}": value for name, value in metrics.items() if name in LOSS_METRICS}
+    if method is not None:
+        named |= {f"{method}/{name}": value for name, value in metrics.items() if name not in LOSS_METRICS}
+    return named

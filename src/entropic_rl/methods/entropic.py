@@ -1,111 +1,147 @@
 """EntroPIC (ALGORITHMS.md §2), in the two flavours selectable by name.
 
 - ``entropic`` (default): alpha once per optimizer step from the window entropy, exact
-  normalisation (confident-token weights exactly 1 +- alpha), anti-windup, target schedules.
+  normalisation (confident-token weights exactly 1 +- alpha), anti-windup, target schedules; each
+  a switch.
 - ``entropic-reference``: the authors' code: alpha per micro-batch from that micro-batch's
-  current-policy entropy, adjustment normalised over confident tokens (1 +- alpha*kappa), each
-  micro-batch's loss a token mean of its own scaled by its share of the mini-batch, no anti-windup.
+  current-policy entropy, the adjustment normalised over confident tokens (1 +- alpha*kappa) with
+  their aggregation and float32 threshold, each micro-batch's loss normalised on its own and scaled
+  by its share of the mini-batch, alpha in [-1, 1], no anti-windup, a constant target.
+
+The fields are declared once, here, with the authors' defaults for an LLM; the embedded quickstart's
+values come from the ``embedded`` preset (``trainer/presets/embedded.yaml``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
-from entropic_rl.core import PIController, aggregate
+from entropic_rl.core import PIController, confident_mask, entropic_weights, policy_loss, reference_aggregate
+from entropic_rl.core.controller import check_settings
 from entropic_rl.core.losses import NORMALIZE_MODES
-from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window
-
-# The fields a framework integration exposes (normalisation is always exact there).
-FRAMEWORK_FIELDS = ("target_entropy", "schedule", "kp", "ki", "alpha_min", "alpha_max", "threshold", "anti_windup")
+from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window, loss_metrics
+from entropic_rl.util.options import option
 
 
 @dataclass
-class EntroPICConfig(MethodConfig):
-    """Defaults are tuned for the embedded default run (docs/training.md shows each setting
-    measured); the authors' values for an LLM are target 0.1, kp 1, ki 0.01, threshold 0.95
-    (configs/hf-model.yaml)."""
+class EntroPICControl(MethodConfig):
+    """The fields of both flavours."""
 
-    name: str = "entropic"
-    target_entropy: float | None = 0.3  # nats; set to null when giving a schedule
-    schedule: dict | None = None  # TargetSchedule fields, e.g. {kind: linear, start: 0.5, end: 0.1, steps: 100}
-    kp: float = 10.0
-    ki: float = 0.1
-    alpha_min: float = -1.0
-    alpha_max: float = 1.0
-    threshold: float = 0.8
-    anti_windup: bool = True
-    normalize: str = "exact"
+    target_entropy: float | None = option(0.1, "target entropy H_tar in nats; null when a schedule is given")
+    kp: float = option(1.0, "proportional gain K_p")
+    ki: float = option(0.01, "integral gain K_i; 0: P control")
+    threshold: float = option(0.95, "confident tokens: probability under the current policy above this (tau)")
 
     def __post_init__(self) -> None:
-        if self.normalize not in NORMALIZE_MODES:
-            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
-        if (self.target_entropy is None) == (self.schedule is None):
-            raise ValueError(
-                "target_entropy: give exactly one of target_entropy and schedule (with a schedule, set "
-                "target_entropy: null)"
-            )
-        self.controller()  # validates the controller fields, naming them
-
-    @classmethod
-    def from_fields(cls, source, prefix: str, label: str) -> EntroPICConfig:
-        """The config from a framework's config whose EntroPIC fields are ``prefix + field`` (the
-        TRL and verl integrations); an error names the field as ``label + field``."""
-        fields = {name: getattr(source, f"{prefix}{name}") for name in FRAMEWORK_FIELDS}
-        if fields["schedule"] is not None:
-            fields["schedule"] = dict(fields["schedule"])  # from Hydra: a DictConfig
-        try:
-            return cls(**fields)
-        except ValueError as exc:
-            raise ValueError(f"{label}{exc}") from None
-
-    def controller(self) -> PIController:
-        return PIController(
-            self.target_entropy,
-            kp=self.kp,
-            ki=self.ki,
-            alpha_min=self.alpha_min,
-            alpha_max=self.alpha_max,
-            anti_windup=self.anti_windup,
-            schedule=self.schedule,
-        )
 
 
 @dataclass
-class EntroPICReferenceConfig(EntroPICConfig):
-    name: str = "entropic-reference"
-    anti_windup: bool = False
-    normalize: str = "reference"
+class EntroPICConfig(EntroPICControl):
+    name: str = option("entropic", "the entropy-control method (each method's fields are listed)")
+    schedule: dict | None = option(
+        None,
+        "a target schedule instead of target_entropy, e.g. {kind: linear, start: 0.5, end: 0.1, steps: 100} "
+        "(kinds: constant, linear, cosine, relative)",
+    )
+    alpha_min: float = option(-1.0, "lower bound of alpha")
+    alpha_max: float = option(1.0, "upper bound of alpha")
+    anti_windup: bool = option(True, "do not integrate an error that pushes a saturated alpha further out")
+    normalize: str = option(
+        "exact", "exact: confident-token weights 1 +- alpha; reference: the authors' 1 +- alpha*kappa"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.schedule is not None:
-            raise ValueError("schedule: the reference flavour uses a constant target")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        check_settings(self.target_entropy, self.kp, self.ki, self.alpha_min, self.alpha_max, self.schedule)
+
+    def check_advantage_weights(self) -> None:
+        # Weights 1 + alpha*sign(A)*C stay in [0, 2] only for alpha in [-1, 1]; a negative weight
+        # flips a token's PPO clipping branch, and the framework's loss is no longer EntroPIC's.
+        if self.normalize != "exact":
+            raise ValueError("normalize: only exact normalisation is a per-token advantage weight")
+        where = "where the weights apply to a framework's advantages"
+        if self.alpha_min < -1.0:
+            raise ValueError(f"alpha_min must be >= -1 {where}, got {self.alpha_min}")
+        if self.alpha_max > 1.0:
+            raise ValueError(f"alpha_max must be <= 1 {where}, got {self.alpha_max}")
+
+
+@dataclass
+class EntroPICReferenceConfig(EntroPICControl):
+    name: str = option("entropic-reference", "the authors' flavour")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.target_entropy is None:
+            raise ValueError("target_entropy: the reference flavour needs a constant target")
+        check_settings(self.target_entropy, self.kp, self.ki, -1.0, 1.0, None)
+
+    def check_advantage_weights(self) -> None:
+        raise ValueError("name: entropic-reference normalises by the confident tokens (1 +- alpha*kappa), not a weight")
 
 
 class EntroPIC(Method):
     config_class = EntroPICConfig
 
-    def __init__(self, config: EntroPICConfig, loss_settings: LossSettings) -> None:
+    def __init__(self, config: EntroPICConfig, loss_settings: LossSettings | None = None) -> None:
         super().__init__(config, loss_settings)
-        self.controller = config.controller()
+        self.controller = self._controller()
         self.alpha = self.controller.alpha
 
-    def begin_step(self, window: Window) -> None:
+    def _controller(self) -> PIController:
+        c = self.config
+        return PIController(
+            c.target_entropy,
+            kp=c.kp,
+            ki=c.ki,
+            alpha_min=c.alpha_min,
+            alpha_max=c.alpha_max,
+            anti_windup=c.anti_windup,
+            schedule=c.schedule,
+        )
+
+    def update(self, window: Window) -> None:
         self.alpha = self.controller.update(window.entropy, weight=window.optimizer_steps)
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self._policy_loss(micro_batch, self.alpha, micro_batch.denominator)
+        return self._loss(micro_batch, self.alpha, self.config.normalize)
 
-    def _policy_loss(self, mb: MicroBatch, alpha: float, denominator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        c = self.config
-        return super()._policy_loss(mb, denominator, alpha=alpha, threshold=c.threshold, normalize=c.normalize)
+    def _loss(self, mb: MicroBatch, alpha: float, normalize: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        exact = normalize == "exact"  # reference: normalised within the micro-batch, then scaled by its share
+        loss, metrics = policy_loss(
+            mb.log_prob,
+            mb.old_log_prob,
+            mb.advantages,
+            mb.mask,
+            alpha=alpha,
+            threshold=self.config.threshold,
+            normalize=normalize,
+            denominator=mb.denominator if exact else None,
+            **asdict(self.loss_settings),
+        )
+        return loss if exact else loss * mb.share, loss_metrics(metrics, "entropic")
 
-    def end_step(self) -> dict[str, float]:
-        return self.controller.metrics()
+    def advantage_weights(
+        self, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        confident = confident_mask(log_prob, mask, self.config.threshold)
+        confident_frac = confident.sum() / mask.sum().clamp(min=1.0)
+        return entropic_weights(advantages, confident, self.alpha), {"entropic/confident_frac": confident_frac}
+
+    def metrics(self) -> dict[str, float]:
+        return {f"entropic/{name}": value for name, value in self.controller.metrics().items()}
+
+    def step_state(self) -> dict:
+        return {"alpha": self.alpha}
+
+    def load_step_state(self, state: dict) -> None:
+        self.alpha = float(state["alpha"])
 
     def state_dict(self) -> dict:
         return {"controller": self.controller.state_dict()}
@@ -117,13 +153,18 @@ class EntroPIC(Method):
 
 class EntroPICReference(EntroPIC):
     config_class = EntroPICReferenceConfig
+    advantage_weights = Method.advantage_weights  # its normalisation is not a weight: refused
 
-    def begin_step(self, window: Window) -> None:
+    def _controller(self) -> PIController:
+        c = self.config
+        return PIController(c.target_entropy, kp=c.kp, ki=c.ki, anti_windup=False)  # alpha in [-1, 1]
+
+    def update(self, window: Window) -> None:
         pass  # alpha comes from each micro-batch's own entropy
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        entropy = aggregate(micro_batch.entropy.detach(), micro_batch.mask, self.loss_settings.agg).item()
-        # The integral grows by this micro-batch's share, so one error per optimizer step.
+        s = self.loss_settings
+        entropy = reference_aggregate(micro_batch.entropy.detach(), micro_batch.mask, s.agg, s.max_len).item()
+        # The integral grows by this micro-batch's share, so by one error per optimizer step.
         alpha = self.controller.update(entropy, weight=micro_batch.share)
-        loss, metrics = self._policy_loss(micro_batch, alpha, None)  # normalised within the micro-batch
-        return loss * micro_batch.share, metrics
+        return self._loss(micro_batch, alpha, "reference")

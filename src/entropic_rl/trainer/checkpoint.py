@@ -11,13 +11,14 @@ atomically, so a crash or kill at any point leaves the previous checkpoint intac
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from entropic_rl.models import resolve_model_path
+from entropic_rl.util.files import folder_written_atomically, write_atomically
 
 LATEST = "latest"
 
@@ -28,19 +29,13 @@ def save_checkpoint(
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:06d}-", dir=root))
-    try:
+    with folder_written_atomically(final, replace=True) as tmp:  # replaces a leftover of a crash before `latest`
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save({"torch": torch.get_rng_state(), **_cuda_rng()}, tmp / "rng.pt")
         full_state = {**state, "step": step, "scheduler": scheduler.state_dict(), "python_rng": random.getstate()}
         (tmp / "state.json").write_text(json.dumps(full_state))
-        if final.exists():  # a leftover from a run that crashed after renaming but before `latest`
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     write_atomically(root / LATEST, final.name)
     for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
@@ -74,8 +69,9 @@ def _cuda_rng() -> dict:
     return {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """``path`` holds ``text`` or its previous content, never a part: written aside, then renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def resolve_model_dir(path: str, field: str) -> Path:
+    """A model folder, ``smollm2``, a checkpoint, or a run directory (its latest checkpoint)."""
+    folder = resolve_model_path(path, field)
+    if (folder / "checkpoints").is_dir():
+        return latest_checkpoint(folder) or folder
+    return folder

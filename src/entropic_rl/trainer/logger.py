@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from entropic_rl.config import Config
-from entropic_rl.trainer.checkpoint import write_atomically
+from entropic_rl.trainer.config import Config
+from entropic_rl.util.files import write_atomically
 
 SAMPLES_PER_LOG = 8  # responses written to samples.jsonl each time
 

@@ -11,20 +11,19 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from entropic_rl.config import Config, dump_config
 from entropic_rl.core import agg_denominator, aggregate
+from entropic_rl.evaluation import Sampling, data_name, validation_metrics
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
-from entropic_rl.models import choose_device, load_policy
-from entropic_rl.rewards import get_reward, score_responses
-from entropic_rl.tasks import ArithmeticTask, CountdownTask, FileTask
+from entropic_rl.models import choose_device, generate, load_policy, response_logprobs
+from entropic_rl.tasks import FileTask, build_task, get_reward, score_responses
 from entropic_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from entropic_rl.trainer.evaluation import Sampling, data_name, validation_metrics
+from entropic_rl.trainer.config import Config, dump_config
 from entropic_rl.trainer.logger import RunLogger
-from entropic_rl.trainer.rollout import generate, response_logprobs
 
 
-def train(config: Config, resume: bool = False) -> Path:
-    """Train with ``config``; with ``resume``, continue the run in ``config.run_dir()`` exactly."""
+def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
+    """Train with ``config``; with ``resume``, continue the run in ``config.run_dir()`` exactly.
+    ``trail`` says where the configuration came from (written at the top of config.yaml)."""
     run_dir = config.run_dir()
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
@@ -33,16 +32,17 @@ def train(config: Config, resume: bool = False) -> Path:
         raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
     torch.manual_seed(config.seed)
     device = choose_device(config.model.device)
-    task = build_task(config)
+    task = build_task(config.task, config.seed)
     reward_fn = get_reward(config.task.reward or task.default_reward)
     validation = validation_sets(config, task) if config.eval.every else {}
-    model, tokenizer = load_policy(config, device, folder=checkpoint)
+    model, tokenizer = load_policy(config.model, config.task, device, folder=checkpoint)
     reference = None
     if config.train.kl_coef > 0:  # the frozen initial policy
-        reference = load_policy(config, device)[0] if checkpoint else copy.deepcopy(model)
+        reference = load_policy(config.model, config.task, device)[0] if checkpoint else copy.deepcopy(model)
         reference.eval().requires_grad_(False)
     t = config.train
-    method = method_class(config.method.name)(config.method, LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c))
+    loss_settings = LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c, max_len=config.rollout.max_new_tokens)
+    method = method_class(config.method.name)(config.method, loss_settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     step, data_position = 0, 0
@@ -52,7 +52,7 @@ def train(config: Config, resume: bool = False) -> Path:
         method.load_state_dict(state["method"])
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(config, run_dir / "config.yaml")
+        dump_config(config, run_dir / "config.yaml", trail)
     logger = RunLogger(run_dir, config, resumed_at=step)
     columns = (
         TextColumn("train {task.description}"),
@@ -89,7 +89,8 @@ def train(config: Config, resume: bool = False) -> Path:
             progress.update(
                 bar,
                 advance=1,
-                description=f"{config.method.name} entropy {metrics['entropy']:.3f} accuracy {metrics['accuracy']:.2f}",
+                description=f"{config.method.name} entropy {metrics['entropy/mean']:.3f} "
+                f"accuracy {metrics['reward/accuracy']:.2f}",
             )
     return run_dir
 
@@ -121,7 +122,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
     for _ in range(t.epochs):
         for groups in torch.tensor_split(torch.arange(len(examples)), t.mini_batches):
             rows = (groups[:, None] * r.group_size + torch.arange(r.group_size)).reshape(-1)
-            method.begin_step(Window((old_entropy[rows] * mask[rows]).sum().item(), mask[rows].sum().item()))
+            method.update(Window((old_entropy[rows] * mask[rows]).sum().item(), mask[rows].sum().item()))
             denominator = agg_denominator(mask[rows], t.agg, max_len=r.max_new_tokens)
             sums = defaultdict(float)
             for micro in torch.split(rows, t.micro_batch_size):
@@ -143,31 +144,32 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
                     log_ratio = ref_log_prob[micro] - log_prob
                     kl = torch.exp(log_ratio) - log_ratio - 1
                     loss = loss + t.kl_coef * aggregate(kl, mask[micro], t.agg, denominator)
-                    loss_metrics["kl"] = aggregate(kl.detach(), mask[micro])
+                    loss_metrics["loss/kl"] = aggregate(kl.detach(), mask[micro])
                 loss.backward()
                 for name, value in loss_metrics.items():
                     sums[name] += value.item() * len(micro) / len(rows)
-            sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()
-            sums["lr"] = scheduler.get_last_lr()[0]
+            sums["optim/grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()
+            sums["optim/lr"] = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            controller = {k: v for k, v in method.end_step().items() if k != "entropy"}
-            per_optimizer_step.append({**sums, **controller})
+            per_optimizer_step.append({**sums, **method.metrics()})
 
     seconds = time.perf_counter() - start
     metrics = {
         name: sum(s[name] for s in per_optimizer_step) / len(per_optimizer_step) for name in per_optimizer_step[0]
     }
     metrics.update(
-        entropy=((old_entropy * mask).sum() / mask.sum()).item(),
-        reward_mean=rewards.mean().item(),
-        accuracy=(rewards >= 1.0).float().mean().item(),
-        response_length=mask.sum(1).mean().item(),
-        reward_errors=float(checks["error"]),
-        reward_timeouts=float(checks["timeout"]),
-        tokens_per_s=mask.sum().item() / seconds,
-        step_time=seconds,
+        {
+            "entropy/mean": ((old_entropy * mask).sum() / mask.sum()).item(),
+            "reward/mean": rewards.mean().item(),
+            "reward/accuracy": (rewards >= 1.0).float().mean().item(),
+            "reward/errors": float(checks["error"]),
+            "reward/timeouts": float(checks["timeout"]),
+            "response/length": mask.sum(1).mean().item(),
+            "perf/tokens_per_s": mask.sum().item() / seconds,
+            "perf/step_time": seconds,
+        }
     )
     return metrics, rollout, rewards
 
@@ -237,12 +239,3 @@ def validate(config: Config, model, tokenizer, validation: dict) -> dict:
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return validation_metrics(model, tokenizer, validation, sampling)
-
-
-def build_task(config: Config):
-    c = config.task
-    if c.name == "arithmetic":
-        return ArithmeticTask(digits=c.difficulty, seed=config.seed)
-    if c.name == "countdown":
-        return CountdownTask(n_numbers=c.difficulty, seed=config.seed)
-    return FileTask(c.path, c.prompt_field, c.answer_field, seed=config.seed, template=c.template)

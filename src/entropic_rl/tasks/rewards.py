@@ -6,8 +6,9 @@ import importlib
 from collections import Counter
 from collections.abc import Callable
 
-from entropic_rl.checkers import Check, check_math, check_number
-from entropic_rl.tasks import Example, UnsafeExpression, evaluate
+from entropic_rl.tasks.checkers import Check, check_math, check_number
+from entropic_rl.tasks.example import Example
+from entropic_rl.tasks.safe_eval import UnsafeExpression, evaluate
 
 RewardFn = Callable[[str, Example], "float | Check"]
 

@@ -24,12 +24,13 @@ per optimizer step from the current policy's entropy on that mini-batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from entropic_rl.core import PIController, policy_loss, token_logprobs_and_entropy
 from entropic_rl.core.losses import NORMALIZE_MODES
+from entropic_rl.util.options import option
 
 SAMPLES = ("all", "positive", "negative")
 CONTROLS = ("none", "P", "PI")
@@ -39,32 +40,32 @@ CONTROLS = ("none", "P", "PI")
 class SimConfig:
     """One simulated training run. Defaults are the plant used in docs/theory.md."""
 
-    n_prompts: int = 512
-    n_features: int = 16
-    n_actions: int = 8
-    n_decision: int = 3
-    n_filler: int = 9
-    misconception_frac: float = 0.3  # prompts whose policy starts confidently wrong at one position
-    prompt_specific: bool = False  # add a one-hot prompt feature: per-prompt parameters besides shared ones
-    warm_scale: float = 4.0  # confidence of the warm-started policy at decision positions
-    filler_logit: float = 7.0  # bias of the filler positions' default token
-    prompts_per_rollout: int = 64
-    group_size: int = 8
-    steps: int = 1000  # optimizer steps
-    mini_batches: int = 1  # per rollout; > 1 or epochs > 1 is off-policy
-    epochs: int = 1
-    lr: float = 60.0
-    clip: float = 0.2
-    samples: str = "all"  # all: GRPO; positive: A=+1 on right only; negative: A=-1 on wrong only
-    confident_only: bool = False  # train only on confident tokens (pi > threshold)
-    control: str = "none"  # none | P | PI
-    target_entropy: float = 0.16
-    kp: float = 10.0
-    ki: float = 0.1
-    anti_windup: bool = True
-    threshold: float = 0.95
-    normalize: str = "exact"
-    seed: int = 0
+    n_prompts: int = option(512, "prompts of the task")
+    n_features: int = option(16, "random features per prompt")
+    n_actions: int = option(8, "vocabulary size")
+    n_decision: int = option(3, "positions that decide the reward")
+    n_filler: int = option(9, "positions that do not (confident, in right and wrong answers alike)")
+    misconception_frac: float = option(0.3, "prompts whose policy starts confidently wrong at one position")
+    prompt_specific: bool = option(False, "add a one-hot prompt feature: per-prompt parameters besides shared ones")
+    warm_scale: float = option(4.0, "confidence of the warm-started policy at decision positions")
+    filler_logit: float = option(7.0, "bias of the filler positions' default token")
+    prompts_per_rollout: int = option(64, "prompts per rollout")
+    group_size: int = option(8, "samples per prompt")
+    steps: int = option(1000, "optimizer steps")
+    mini_batches: int = option(1, "optimizer steps per rollout; > 1 or epochs > 1 is off-policy")
+    epochs: int = option(1, "passes over each rollout")
+    lr: float = option(60.0, "SGD learning rate")
+    clip: float = option(0.2, "PPO clip range")
+    samples: str = option("all", "all: GRPO; positive: A=+1 on right only; negative: A=-1 on wrong only")
+    confident_only: bool = option(False, "train only on confident tokens (pi > threshold)")
+    control: str = option("none", "none | P | PI")
+    target_entropy: float = option(0.16, "target entropy (nats)")
+    kp: float = option(10.0, "proportional gain")
+    ki: float = option(0.1, "integral gain (PI only)")
+    anti_windup: bool = option(True, "conditional integration while alpha is saturated")
+    threshold: float = option(0.95, "confident tokens: probability above this")
+    normalize: str = option("exact", "exact | reference")
+    seed: int = option(0, "seed of the task and the run")
 
     def __post_init__(self) -> None:
         if self.samples not in SAMPLES:
@@ -93,10 +94,6 @@ class SimConfig:
     @property
     def off_policy(self) -> bool:
         return self.mini_batches > 1 or self.epochs > 1
-
-    @classmethod
-    def field_types(cls) -> dict[str, type]:
-        return {f.name: type(f.default) for f in fields(cls)}
 
 
 class Task:
@@ -237,52 +234,3 @@ def summarize(history: list[dict[str, float]], target: float | None, band: float
         settling = None
     out.update(steady_state_error=error, relative_error=error / target, settling_step=settling)
     return out
-
-
-# --- Experiments: named sets of runs that check one claim each (docs/theory.md) ---
-
-ON_POLICY = {"mini_batches": 1, "epochs": 1}
-OFF_POLICY = {"mini_batches": 4, "epochs": 1}  # four optimizer steps per rollout, each sample used once
-
-
-@dataclass(frozen=True)
-class Run:
-    group: str  # a panel of the figure, e.g. the regime
-    label: str  # a line in the panel
-    overrides: dict
-
-
-def _regimes() -> list[tuple[str, dict]]:
-    return [("on-policy", ON_POLICY), ("off-policy", OFF_POLICY)]
-
-
-def experiment_runs(name: str) -> list[Run]:
-    """The runs of a named experiment; each run's overrides apply on top of the base config."""
-    if name == "control":  # claims 2 and 3
-        return [
-            Run(group, label, {**regime, "control": control})
-            for group, regime in _regimes()
-            for label, control in (("GRPO, no control", "none"), ("P", "P"), ("PI", "PI"))
-        ]
-    if name == "samples":  # claim 1
-        return [
-            Run(group, label, {"samples": samples, "confident_only": confident})
-            for group, confident in (("all tokens", False), ("confident tokens only", True))
-            for label, samples in (("GRPO (both)", "all"), ("positive only", "positive"), ("negative only", "negative"))
-        ]
-    if name == "threshold":  # claim 4
-        return [
-            Run(group, label, {**regime, "control": "PI", "threshold": threshold})
-            for group, regime in _regimes()
-            for label, threshold in (("PI, tau=0.95", 0.95), ("PI, tau=0 (every token)", 0.0))
-        ]
-    if name == "gains":  # P's steady-state error against Kp
-        return [
-            Run(group, f"{control} Kp={kp:g}", {**regime, "control": control, "kp": kp})
-            for group, regime in _regimes()
-            for control, kp in (("P", 2.0), ("P", 5.0), ("P", 10.0), ("P", 20.0), ("PI", 10.0))
-        ]
-    raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
-
-
-EXPERIMENTS = ("control", "samples", "threshold", "gains")

@@ -10,6 +10,14 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from entropic_rl.core import token_logprobs_and_entropy
 
 
+def check_sampling(temperature: float, top_p: float) -> None:
+    """A ``ValueError`` naming the setting unless ``temperature > 0`` and ``0 < top_p <= 1``."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
 @dataclass
 class Rollout:
     sequences: torch.Tensor  # (N, P + R): left-padded prompts, then responses

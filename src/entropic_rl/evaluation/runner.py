@@ -14,20 +14,26 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from entropic_rl.passk import ks_up_to, summarize
-from entropic_rl.rewards import RewardFn, score_responses
-from entropic_rl.tasks import Example
-from entropic_rl.trainer.rollout import generate
+from entropic_rl.evaluation.passk import ks_up_to, summarize
+from entropic_rl.models import check_sampling, generate
+from entropic_rl.tasks import Example, RewardFn, score_responses
+from entropic_rl.util.options import check_at_least, check_choice, option
 
 
 @dataclass
 class Sampling:
-    n: int = 8  # samples per problem
-    temperature: float = 0.6  # the paper's protocol
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    batch_size: int = 64  # sequences per generate call
-    chat_template: str = "auto"
+    n: int = option(8, "samples per problem")
+    temperature: float = option(0.6, "sampling temperature (the paper's protocol: 0.6)")
+    top_p: float = option(0.95, "nucleus sampling (the paper's protocol: 0.95)")
+    max_new_tokens: int = option(512, "longest answer")
+    batch_size: int = option(64, "sequences per generate call")
+    chat_template: str = option("auto", "auto: the tokenizer's chat template if it has one; never")
+
+    def __post_init__(self) -> None:
+        for name in ("n", "max_new_tokens", "batch_size"):
+            check_at_least(name, getattr(self, name), 1)
+        check_sampling(self.temperature, self.top_p)
+        check_choice("chat_template", self.chat_template, ("auto", "never"))
 
 
 def evaluate_examples(
