@@ -38,7 +38,7 @@ def step_times(overrides: list[str], method: str, steps: int, out_dir: Path) -> 
             "log.sample_every=0",
             f"log.save_every={steps}",
             "log.tensorboard=false",
-        ]
+        ],
     )
     run_dir = train(config)
     return [json.loads(line)["perf/step_time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
