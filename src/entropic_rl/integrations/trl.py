@@ -12,10 +12,10 @@ How it maps onto TRL (docs/trl.md has the user-facing version):
   ``normalize: exact``.
 - The window update, in one of two places:
   - where TRL runs an old-log-prob pass when it generates (vLLM with importance-sampling
-    correction, ``num_iterations > 1``, ``steps_per_generation`` not dividing the gradient
-    accumulation), the entropies of that pass are requested too, and the controller is fed once per
-    generation batch, before any step on it, counting the optimizer steps the batch serves (as the
-    built-in trainer and verl do);
+    correction; gradient accumulation not a multiple of ``steps_per_generation * num_iterations``,
+    e.g. ``num_iterations > 1`` with the default ``steps_per_generation``), the entropies of that
+    pass are requested too, and the controller is fed once per generation batch, before any step
+    on it, counting the optimizer steps the batch serves (as the built-in trainer and verl do);
   - otherwise (plain on-policy runs: TRL then skips that pass), from the entropies TRL computes in
     the loss, summed over the micro-batches of an optimizer step: alpha of step k comes from step
     k - 1, and the first step uses alpha = 0. That saves a forward pass.
