@@ -24,7 +24,6 @@ TINY = [
     "log.save_every=2",
     "log.tensorboard=false",
 ]
-TIMING = ("perf/tokens_per_s", "perf/step_time")
 
 
 def run(tmp_path, *overrides, name="run"):
@@ -34,6 +33,10 @@ def run(tmp_path, *overrides, name="run"):
 
 def metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def untimed(records):
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in records]
 
 
 @pytest.mark.parametrize("method", ["grpo", "entropic", "entropic-reference"])
@@ -101,10 +104,27 @@ def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, 
     assert latest_checkpoint(crashed_dir).name == "step_000004"
     resumed = train(load_config(crashed_dir / "config.yaml"), resume=True)
 
-    expected = [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(straight)]
-    got = [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(resumed)]
+    expected, got = untimed(metrics(straight)), untimed(metrics(resumed))
     assert got == expected
     assert any(r["optim/grad_norm"] > 0 for r in expected[4:])  # the resumed steps really trained
+
+
+@pytest.mark.parametrize("method", ["grpo", "entropic", "entropic-reference"])
+def test_on_policy_in_one_micro_batch_the_update_forward_gives_the_old_log_probs(tmp_path, monkeypatch, method):
+    # TINY samples 4 x 4 = 16 responses a step: in one micro-batch of 16, the separate no-grad pass
+    # for the old log-probs is skipped, and the run is bit-identical to one that makes it.
+    extra = ["method.target_entropy=0.5", "method.kp=2"] if method != "grpo" else []
+    args = ("train.steps=3", "train.micro_batch_size=16", f"method.name={method}", *extra)
+    passes = []
+    real_forward = loop.forward_batched
+    monkeypatch.setattr(loop, "forward_batched", lambda *a: passes.append(1) or real_forward(*a))
+    reused, config = run(tmp_path, *args, name="reused")
+    assert loop.update_forward_is_old_pass(config) and passes == []
+    monkeypatch.setattr(loop, "update_forward_is_old_pass", lambda config: False)
+    separate, _ = run(tmp_path, *args, name="separate")
+    assert len(passes) == 3
+    assert untimed(metrics(reused)) == untimed(metrics(separate))
+    assert metrics(reused)[0]["perf/rollout_time"] < metrics(reused)[0]["perf/step_time"]
 
 
 def test_old_log_probs_match_the_sampling_distribution(tmp_path):

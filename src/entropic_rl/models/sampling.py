@@ -51,9 +51,11 @@ def generate(
     temperature: float,
     top_p: float,
     max_new_tokens: int,
+    min_new_tokens: int = 0,
     chat_template: str = "auto",
 ) -> Rollout:
-    """Sample one response per prompt (repeat prompts for groups), with the KV cache."""
+    """Sample one response per prompt (repeat prompts for groups), with the KV cache;
+    ``min_new_tokens`` holds back <eos> until a response has that many tokens."""
     encoded = format_prompts(tokenizer, prompts, chat_template).to(model.device)
     # An explicit config, so a model's own generation defaults (top_k, penalties) do not apply.
     config = GenerationConfig(
@@ -62,6 +64,7 @@ def generate(
         top_p=top_p,
         top_k=0,
         max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens or None,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         use_cache=True,

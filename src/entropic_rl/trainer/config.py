@@ -43,11 +43,15 @@ class RolloutConfig:
     max_new_tokens: int = option(
         14, "longest response (the embedded default's longest, 99+99=198, is 9 tokens before spaces)"
     )
+    min_new_tokens: int = option(0, "no <eos> before this many tokens (benchmarks: max_new_tokens, full length)")
 
     def __post_init__(self) -> None:
         check_at_least("prompts_per_step", self.prompts_per_step, 1)
         check_at_least("group_size", self.group_size, 2)
         check_at_least("max_new_tokens", self.max_new_tokens, 1)
+        check_at_least("min_new_tokens", self.min_new_tokens, 0)
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be <= max_new_tokens, got {self.min_new_tokens}")
         check_sampling(self.temperature, self.top_p)
 
 

@@ -107,6 +107,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         temperature=r.temperature,
         top_p=r.top_p,
         max_new_tokens=r.max_new_tokens,
+        min_new_tokens=r.min_new_tokens,
         chat_template=config.model.chat_template,
     )
     scores, checks = score_responses(reward_fn, rollout.responses, [e for e in examples for _ in range(r.group_size)])
@@ -114,19 +115,25 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
     advantages = group_advantages(rewards, r.group_size, t.advantage).to(model.device)
     mask = rollout.response_mask.float()
     length = mask.shape[1]
+    old_log_prob = old_entropy = forward = None
     with torch.no_grad():
-        old_log_prob, old_entropy = forward_batched(model, rollout, t.micro_batch_size, r.temperature)
+        if not update_forward_is_old_pass(config):
+            old_log_prob, old_entropy = forward_batched(model, rollout, t.micro_batch_size, r.temperature)
         ref_log_prob = forward_batched(reference, rollout, t.micro_batch_size, r.temperature)[0] if reference else None
+    rollout_seconds = time.perf_counter() - start
 
     per_optimizer_step = []
     for _ in range(t.epochs):
         for groups in torch.tensor_split(torch.arange(len(examples)), t.mini_batches):
             rows = (groups[:, None] * r.group_size + torch.arange(r.group_size)).reshape(-1)
+            if old_log_prob is None:  # the update's own forward pass gives the old log-probs too
+                forward = response_logprobs(model, rollout.sequences, rollout.attention_mask, length, r.temperature)
+                old_log_prob, old_entropy = forward[0].detach(), forward[1].detach()
             method.update(Window((old_entropy[rows] * mask[rows]).sum().item(), mask[rows].sum().item()))
             denominator = agg_denominator(mask[rows], t.agg, max_len=r.max_new_tokens)
             sums = defaultdict(float)
             for micro in torch.split(rows, t.micro_batch_size):
-                log_prob, entropy = response_logprobs(
+                log_prob, entropy = forward or response_logprobs(
                     model, rollout.sequences[micro], rollout.attention_mask[micro], length, r.temperature
                 )
                 loss, loss_metrics = method.loss(
@@ -169,9 +176,19 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
             "response/length": mask.sum(1).mean().item(),
             "perf/tokens_per_s": mask.sum().item() / seconds,
             "perf/step_time": seconds,
+            "perf/rollout_time": rollout_seconds,  # sampling, rewards, old (and reference) log-probs
+            "perf/update_time": seconds - rollout_seconds,
         }
     )
     return metrics, rollout, rewards
+
+
+def update_forward_is_old_pass(config: Config) -> bool:
+    """On-policy, with the whole rollout in one micro-batch, the old log-probs are exactly the
+    detached log-probs of the update's forward pass (same weights, same inputs): the trainer takes
+    them from there instead of running that pass twice."""
+    r, t = config.rollout, config.train
+    return t.mini_batches == 1 and t.epochs == 1 and r.prompts_per_step * r.group_size <= t.micro_batch_size
 
 
 def forward_batched(model, rollout, micro_batch_size: int, temperature: float):

@@ -1,0 +1,231 @@
+"""The built-in trainer (``entropic train``) against TRL's ``GRPOTrainer`` on the same work, and
+``EntroPICGRPOTrainer`` against ``GRPOTrainer`` (the plug-in's overhead).
+
+Same model (built here and saved as a Hugging Face folder, or SmolLM2), same prompts, group size and
+completion length (full length forced on both sides: no <eos> before ``max_new_tokens``), the whole
+batch in one micro-batch on both sides, same learning rate, steps and seed, no KL, float32.
+Baseline: TRL's ``GRPOTrainer``. The runs are interleaved, ``--repeats`` times; the first
+``--skip`` steps of each run are dropped. For each: the median rollout time (sampling, rewards and
+any old-log-prob pass), update time (the rest of the step: forward, backward, optimizer), step time,
+their completion tokens per second, and each ratio to the baseline's (< 1: faster).
+
+    python benchmarks/vs_trl.py                                   # the tiny Llama on CPU
+    python benchmarks/vs_trl.py --workload smollm2 --steps 3 --skip 1 --repeats 1
+    python benchmarks/vs_trl.py --workload llama270m              # needs a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import transformers
+import trl
+from datasets import Dataset
+from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback
+from transformers.utils import logging as hf_logging
+from trl import GRPOConfig, GRPOTrainer
+
+from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
+from entropic_rl.models import char_tokenizer, load_tokenizer, resolve_model_path
+from entropic_rl.tasks import ArithmeticTask, FileTask, get_reward
+from entropic_rl.trainer import load_config, train
+
+GSM8K = "../shared/data/gsm8k_train.jsonl"
+GSM8K_TEMPLATE = "{prompt}\nAnswer with the final number after ####."
+
+
+@dataclass(frozen=True)
+class Workload:
+    model: str  # a Llama size built here (tiny, llama270m), or smollm2
+    prompts: int
+    group: int
+    tokens: int
+    lr: float
+    task: str  # arithmetic (2 digits) or gsm8k
+
+
+WORKLOADS = {
+    "tiny": Workload("tiny", prompts=16, group=8, tokens=32, lr=1e-4, task="arithmetic"),
+    "smollm2": Workload("smollm2", prompts=2, group=4, tokens=64, lr=1e-5, task="gsm8k"),
+    "llama270m": Workload("llama270m", prompts=8, group=8, tokens=256, lr=1e-6, task="arithmetic"),
+}
+LLAMAS = {  # hidden, intermediate, layers, heads, kv heads
+    "tiny": (256, 768, 4, 4, 2),
+    "llama270m": (1024, 4096, 16, 16, 16),
+}
+
+
+def model_folder(workload: Workload, root: Path) -> Path:
+    """The model as a folder both trainers load: a seeded Llama with the character tokenizer, or SmolLM2."""
+    if workload.model == "smollm2":
+        return resolve_model_path("smollm2", "--workload")
+    hidden, intermediate, layers, heads, kv_heads = LLAMAS[workload.model]
+    tokenizer = char_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    folder = root / workload.model
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def ours(workload: Workload, folder: Path, method: str, steps: int, out_dir: Path) -> list[dict]:
+    """Per-step rollout, update and step times of ``entropic train``."""
+    n = workload.prompts * workload.group
+    task = (
+        ["task.name=arithmetic", "task.difficulty=2"]
+        if workload.task == "arithmetic"
+        else ["task.name=file", f"task.path={GSM8K}", f"task.template={GSM8K_TEMPLATE}"]
+    )
+    config = load_config(
+        overrides=[
+            f"model.path={folder}",
+            *task,
+            f"rollout.prompts_per_step={workload.prompts}",
+            f"rollout.group_size={workload.group}",
+            f"rollout.max_new_tokens={workload.tokens}",
+            f"rollout.min_new_tokens={workload.tokens}",
+            f"train.steps={steps}",
+            f"train.lr={workload.lr}",
+            f"train.micro_batch_size={n}",
+            f"method.name={method}",
+            f"log.out_dir={out_dir}",
+            "log.sample_every=0",
+            f"log.save_every={steps}",
+            "log.tensorboard=false",
+        ]
+    )
+    train(config)
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {"rollout": r["perf/rollout_time"], "update": r["perf/update_time"], "step": r["perf/step_time"]}
+        for r in records
+    ]
+
+
+def theirs(workload: Workload, folder: Path, trainer_class, config_class, steps: int, out_dir: Path) -> list[dict]:
+    """Per-step rollout, update and step times of TRL's trainer: TRL's own ``step_time``, and the
+    time of its generation (``_generate_and_score_completions``) measured around it."""
+    if workload.task == "arithmetic":
+        examples = ArithmeticTask(digits=2, seed=0).examples(0, 10_000)
+        rows = [{"prompt": e.prompt, "answer": e.answer} for e in examples]
+        reward = get_reward("exact")
+    else:
+        examples = FileTask(GSM8K, template=GSM8K_TEMPLATE).examples_list
+        rows = [{"prompt": [{"role": "user", "content": e.prompt}], "answer": e.answer} for e in examples]
+        reward = get_reward("gsm8k")
+    by_prompt = {e.prompt: e for e in examples}
+
+    def score(prompts, completions, **_) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        keys = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        return [float(getattr(s, "score", s)) for s in map(reward, texts, (by_prompt[k] for k in keys))]
+
+    args = config_class(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=workload.prompts * workload.group,
+        num_generations=workload.group,
+        max_completion_length=workload.tokens,
+        generation_kwargs={"min_new_tokens": workload.tokens},
+        learning_rate=workload.lr,
+        max_steps=steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = trainer_class(
+        str(folder), score, args=args, train_dataset=Dataset.from_list(rows), processing_class=load_tokenizer(folder)
+    )
+    trainer.remove_callback(PrinterCallback)  # the log dict of every step
+    rollouts, generate = [], trainer._generate_and_score_completions
+
+    def timed(*a, **k):
+        start = time.perf_counter()
+        out = generate(*a, **k)
+        rollouts.append(time.perf_counter() - start)
+        return out
+
+    trainer._generate_and_score_completions = timed
+    trainer.train()
+    steps_seen = [entry["step_time"] for entry in trainer.state.log_history if "step_time" in entry]
+    return [{"rollout": r, "update": s - r, "step": s} for r, s in zip(rollouts, steps_seen, strict=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", choices=WORKLOADS, default="tiny")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--skip", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.workload == "llama270m" and not torch.cuda.is_available():
+        raise SystemExit("error: --workload llama270m needs a GPU")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    workload = WORKLOADS[args.workload]
+    runs = {
+        "TRL GRPOTrainer": lambda f, d: theirs(workload, f, GRPOTrainer, GRPOConfig, args.steps, d),
+        "TRL EntroPICGRPOTrainer": lambda f, d: theirs(
+            workload, f, EntroPICGRPOTrainer, EntroPICGRPOConfig, args.steps, d
+        ),
+        "entropic train, grpo": lambda f, d: ours(workload, f, "grpo", args.steps, d),
+        "entropic train, entropic": lambda f, d: ours(workload, f, "entropic", args.steps, d),
+    }
+    times: dict[str, list[dict]] = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model_folder(workload, Path(tmp))
+        params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(folder).parameters())
+        for repeat in range(args.repeats):
+            for i, (name, run) in enumerate(runs.items()):
+                steps = run(folder, Path(tmp) / f"run-{repeat}-{i}")[args.skip :]
+                times[name] += steps
+                median = statistics.median(s["step"] for s in steps)
+                print(f"repeat {repeat} {name}: median step {median:.3f} s", file=sys.stderr)
+
+    tokens = workload.prompts * workload.group * workload.tokens
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(
+        f"workload {args.workload}: {params / 1e6:.1f}M parameters, {workload.prompts} prompts x {workload.group} "
+        f"samples x {workload.tokens} tokens; {device}; {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, trl {trl.__version__}; medians of {args.repeats} x "
+        f"{args.steps - args.skip} steps"
+    )
+    parts = ("rollout", "update", "step")
+    base = {part: statistics.median(s[part] for s in times["TRL GRPOTrainer"]) for part in parts}
+    header = ["run", "rollout s", "update s", "step s", "tokens/s", "rollout ratio", "update ratio", "step ratio"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, steps in times.items():
+        median = {part: statistics.median(s[part] for s in steps) for part in parts}
+        cells = [name, *(f"{median[p]:.3f}" for p in parts), f"{tokens / median['step']:.0f}"]
+        cells += [f"{median[p] / base[p]:.3f}" for p in parts]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
