@@ -1,12 +1,14 @@
-"""Step time of ``entropic`` over ``grpo`` on the same training config.
+"""Update time of ``entropic`` over ``grpo`` on identical replayed rollouts.
 
-Baseline: ``method.name=grpo``. Candidate: ``method.name=entropic`` (and, with
-``--methods``, any other method). Each method trains ``--steps`` rollout steps from the same
-starting model with the same seed, ``--repeats`` times, methods interleaved so that slow
-phases of a shared machine hit both; the first ``--skip`` steps of each run are dropped
-(thread pools, caches). A step is the whole ``train_step``: sampling, rewards, old
-log-probs, the update and the controller. Printed: the median step time per method and its
-ratio to the baseline's median.
+Baseline: ``method.name=grpo``. Candidate: ``method.name=entropic`` (and, with ``--methods``, any
+other method). A first ``grpo`` run records its rollouts; then every method trains ``--steps``
+steps from the same starting model on exactly those rollouts (same responses, rewards and tokens,
+so sampling differences do not count), ``--repeats`` times, methods interleaved so that slow phases
+of a shared machine hit both; the first ``--skip`` steps of each run are dropped. Timed: the update
+of a step (``perf/update_time``: forward, loss, backward, optimizer step and the controller; not the
+sampling, rewards or old log-probs). Printed: the median per method and its ratio to the baseline's.
+The configuration is ``entropic train``'s with no ``--config`` (the ``embedded`` preset), then the
+overrides.
 
     python benchmarks/train_step.py                       # the embedded default config
     python benchmarks/train_step.py --steps 30 model.path=/models/qwen3-0.6b rollout.max_new_tokens=512
@@ -23,11 +25,22 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from entropic_rl.trainer import load_config, train
+from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.config import DEFAULT_PRESET
 
 
-def step_times(overrides: list[str], method: str, steps: int, out_dir: Path) -> list[float]:
+def update_times(overrides: list[str], method: str, steps: int, out_dir: Path, rollouts: list) -> list[float]:
+    """Per-step update times of ``method``; the rollouts are recorded into ``rollouts`` when it is
+    empty, and replayed from it otherwise."""
+    record, real_generate = not rollouts, loop.generate
+    replay = iter(rollouts)
+
+    def generate(*args, **kwargs):
+        if record:
+            rollouts.append(real_generate(*args, **kwargs))
+            return rollouts[-1]
+        return next(replay)
+
     config = load_config(
         DEFAULT_PRESET,  # as `entropic train` with no --config
         overrides=[
@@ -40,8 +53,12 @@ def step_times(overrides: list[str], method: str, steps: int, out_dir: Path) -> 
             "log.tensorboard=false",
         ],
     )
-    run_dir = train(config)
-    return [json.loads(line)["perf/step_time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    loop.generate = generate
+    try:
+        run_dir = train(config)
+    finally:
+        loop.generate = real_generate
+    return [json.loads(line)["perf/update_time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def main() -> None:
@@ -55,18 +72,20 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     methods = ["grpo", *args.methods.split(",")]
     times: dict[str, list[float]] = {m: [] for m in methods}
+    rollouts: list = []
     with tempfile.TemporaryDirectory() as tmp:
+        update_times(args.overrides, "grpo", args.steps, Path(tmp) / "record", rollouts)
         for repeat in range(args.repeats):
-            for method in methods:
-                run = step_times(args.overrides, method, args.steps, Path(tmp) / f"{method}-{repeat}")
+            for method in methods if repeat % 2 == 0 else methods[::-1]:  # no favoured position
+                run = update_times(args.overrides, method, args.steps, Path(tmp) / f"{method}-{repeat}", rollouts)
                 times[method] += run[args.skip :]
     base = statistics.median(times["grpo"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, overrides: {' '.join(args.overrides) or '-'}")
-    print(f"{args.repeats} runs x {args.steps - args.skip} timed steps per method, median step time")
-    print(f"{'method':20s} {'step s':>8s} {'ratio vs grpo':>14s}")
+    print(f"{args.repeats} runs x {args.steps - args.skip} timed steps per method on the same replayed rollouts")
+    print(f"{'method':20s} {'update s':>9s} {'ratio vs grpo':>14s}")
     for method in methods:
         median = statistics.median(times[method])
-        print(f"{method:20s} {median:8.3f} {median / base:14.3f}")
+        print(f"{method:20s} {median:9.4f} {median / base:14.3f}")
 
 
 if __name__ == "__main__":

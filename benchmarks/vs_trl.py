@@ -1,11 +1,12 @@
 """The built-in trainer (``entropic train``) against TRL's ``GRPOTrainer`` on the same work, and
 ``EntroPICGRPOTrainer`` against ``GRPOTrainer`` (the plug-in's overhead).
 
-Same model (built here and saved as a Hugging Face folder, or SmolLM2), same prompts, group size and
+Same model (built here and saved as a Hugging Face folder, or SmolLM2), prompts of the same task, group size and
 completion length (full length forced on both sides: no <eos> before ``max_new_tokens``), the whole
 batch in one micro-batch on both sides, same learning rate, steps and seed, no KL, float32.
-Baseline: TRL's ``GRPOTrainer``. The runs are interleaved, ``--repeats`` times; the first
-``--skip`` steps of each run are dropped. For each: the median rollout time (sampling, rewards and
+Baseline: TRL's ``GRPOTrainer``. The runs are interleaved, ``--repeats`` times, in reversed order
+every other time (a later run in one process tends to be slower); the first ``--skip`` steps of
+each run are dropped. For each: the median rollout time (sampling, rewards and
 any old-log-prob pass), update time (the rest of the step: forward, backward, optimizer), step time,
 their completion tokens per second, and each ratio to the baseline's (< 1: faster).
 
@@ -156,6 +157,7 @@ def theirs(workload: Workload, folder: Path, trainer_class, config_class, steps:
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
+        gradient_checkpointing=False,  # TRL's GRPOConfig turns it on; the built-in trainer's default is off
         seed=0,
         disable_tqdm=True,
     )
@@ -202,7 +204,8 @@ def main() -> None:
         folder = model_folder(workload, Path(tmp))
         params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(folder).parameters())
         for repeat in range(args.repeats):
-            for i, (name, run) in enumerate(runs.items()):
+            order = list(runs.items()) if repeat % 2 == 0 else list(runs.items())[::-1]  # no favoured position
+            for i, (name, run) in enumerate(order):
                 steps = run(folder, Path(tmp) / f"run-{repeat}-{i}")[args.skip :]
                 times[name] += steps
                 median = statistics.median(s["step"] for s in steps)

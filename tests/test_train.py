@@ -127,6 +127,12 @@ def test_on_policy_in_one_micro_batch_the_update_forward_gives_the_old_log_probs
     assert metrics(reused)[0]["perf/rollout_time"] < metrics(reused)[0]["perf/step_time"]
 
 
+def test_gradient_checkpointing_trains_the_same(tmp_path):
+    plain, _ = run(tmp_path, "train.steps=2", name="plain")
+    checkpointed, _ = run(tmp_path, "train.steps=2", "train.gradient_checkpointing=true", name="checkpointed")
+    assert untimed(metrics(checkpointed)) == untimed(metrics(plain))
+
+
 def test_old_log_probs_match_the_sampling_distribution(tmp_path):
     config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path}"])
     model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))

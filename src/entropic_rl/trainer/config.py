@@ -72,6 +72,9 @@ class TrainConfig:
     clip_high: float = option(0.2, "PPO clip: ratio upper bound 1 + clip_high (0.28: clip-higher)")
     clip_c: float = option(3.0, "dual clip: the loss of a negative-advantage token is at most -A * clip_c")
     kl_coef: float = option(0.0, "KL to the frozen initial policy (k3 estimator); 0: no reference model")
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, one more forward (TRL's default: on)"
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "mini_batches", "epochs", "micro_batch_size"):

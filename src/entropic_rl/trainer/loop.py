@@ -41,6 +41,8 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
         reference = load_policy(config.model, config.task, device)[0] if checkpoint else copy.deepcopy(model)
         reference.eval().requires_grad_(False)
     t = config.train
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     loss_settings = LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c, max_len=config.rollout.max_new_tokens)
     method = method_class(config.method.name)(config.method, loss_settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
