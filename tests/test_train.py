@@ -26,6 +26,25 @@ TINY = [
 ]
 
 
+# Settings that make each method act on TINY's short runs (a bonus that switches on, tokens selected).
+ACTIVE = {
+    "entropic": ["method.target_entropy=0.5", "method.kp=2"],
+    "entropic-reference": ["method.target_entropy=0.5", "method.kp=2"],
+    "aec": ["method.target_entropy=5", "method.delta=0.01", "method.coef_max=0.05"],
+    "aent": ["method.warmup_steps=1", "method.lr=0.01"],
+    "clip-cov": ["method.cov_low=-10", "method.fraction=0.1"],
+    "kl-cov": ["method.fraction=0.1"],
+    "entropy-bonus": ["method.coef=0.01"],
+}
+BASELINE_METRIC = {
+    "aec": "aec/coef",
+    "aent": "aent/coef",
+    "clip-cov": "clip-cov/selected",
+    "kl-cov": "kl-cov/selected",
+    "entropy-bonus": "entropy-bonus/coef",
+}
+
+
 def run(tmp_path, *overrides, name="run"):
     config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path / name}", *overrides])
     return train(config), config
@@ -42,8 +61,7 @@ def untimed(records):
 @pytest.mark.parametrize("method", ["grpo", "entropic", "entropic-reference"])
 @pytest.mark.parametrize("regime", [[], ["train.mini_batches=2", "train.epochs=2"]], ids=["on-policy", "off-policy"])
 def test_a_few_steps_for_each_method(tmp_path, method, regime):
-    extra = ["method.target_entropy=0.5", "method.kp=2"] if method != "grpo" else []
-    run_dir, config = run(tmp_path, "train.steps=3", f"method.name={method}", *extra, *regime)
+    run_dir, config = run(tmp_path, "train.steps=3", f"method.name={method}", *ACTIVE.get(method, []), *regime)
     records = metrics(run_dir)
     assert [r["step"] for r in records] == [1, 2, 3]
     for r in records:
@@ -76,13 +94,23 @@ def test_a_few_steps_for_each_method(tmp_path, method, regime):
     assert load_config(run_dir / "config.yaml") == config
 
 
-@pytest.mark.parametrize("method", ["entropic", "entropic-reference"])
+@pytest.mark.parametrize("method", ["entropy-bonus", "aec", "aent", "clip-cov", "kl-cov", "nsr", "w-reinforce"])
+def test_every_baseline_trains_in_the_loop(tmp_path, method):
+    run_dir, _ = run(tmp_path, "train.steps=3", f"method.name={method}", *ACTIVE.get(method, []))
+    records = metrics(run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(math.isfinite(v) for r in records for v in r.values())
+    assert any(r["optim/grad_norm"] > 0 for r in records)
+    if method in BASELINE_METRIC:
+        assert any(r[BASELINE_METRIC[method]] > 0 for r in records)  # the method acted
+
+
+@pytest.mark.parametrize("method", ["entropic", "entropic-reference", "aec", "aent", "clip-cov"])
 def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, method):
     args = (
         "train.steps=6",
         f"method.name={method}",
-        "method.target_entropy=0.5",
-        "method.kp=2",
+        *ACTIVE[method],
         "train.mini_batches=2",
         "train.kl_coef=0.1",
     )

@@ -1,7 +1,7 @@
 """Framework-free core: the controller, the losses and the entropy computation (torch only)."""
 
 from entropic_rl.core.controller import PIController, TargetSchedule
-from entropic_rl.core.entropy import token_logprobs_and_entropy
+from entropic_rl.core.entropy import clamped_entropy, token_logprobs_and_entropy
 from entropic_rl.core.losses import (
     AGG_MODES,
     agg_denominator,
@@ -10,6 +10,7 @@ from entropic_rl.core.losses import (
     entropic_weights,
     policy_loss,
     reference_aggregate,
+    token_covariance,
 )
 
 __all__ = [
@@ -18,9 +19,11 @@ __all__ = [
     "TargetSchedule",
     "agg_denominator",
     "aggregate",
+    "clamped_entropy",
     "confident_mask",
     "entropic_weights",
     "policy_loss",
     "reference_aggregate",
+    "token_covariance",
     "token_logprobs_and_entropy",
 ]

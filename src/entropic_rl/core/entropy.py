@@ -18,6 +18,7 @@ created is the gradient of the logits, which autograd needs in any case.
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 
 # Elements (tokens x vocabulary) per chunk when chunk_size is None: 2**22 fp32 = 16 MiB per
 # buffer, 27 tokens of a 151,936-entry vocabulary. benchmarks/entropy_memory.py (CPU): buffers
@@ -124,3 +125,42 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
             grad_z.scatter_add_(-1, flat_tokens[rows].unsqueeze(-1), grad_lp[rows])
             flat_grad[rows] = grad_z / temperature
         return grad_logits, None, None, None
+
+
+def clamped_entropy(
+    logits: torch.Tensor, fraction: float, temperature: float = 1.0, chunk_size: int | None = None
+) -> torch.Tensor:
+    """AEnt's clamped entropy (arXiv 2509.03493, ALGORITHMS.md §3): the entropy of the softmax of
+    ``logits / T`` renormalised over the vocabulary without its ``floor(fraction * V)`` lowest
+    logits.
+
+    The removed set is chosen with a threshold on the accelerator (``kthvalue``: every logit below
+    the (k+1)-th lowest is removed), not a top-k on the CPU; logits tied at the boundary are kept, so
+    with ties fewer than k go (all-equal logits keep the whole vocabulary). Differentiable with
+    respect to ``logits`` (the threshold is not). Tokens are
+    processed in chunks whose softmax is recomputed in the backward pass, so the memory of the
+    (tokens x vocabulary) work stays at one chunk's.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    removed = int(fraction * logits.shape[-1])
+    if chunk_size is None:
+        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(1, logits.shape[-1]))
+
+    def chunk_entropy(chunk: torch.Tensor) -> torch.Tensor:
+        z = chunk.float() / temperature
+        kept = torch.ones_like(z, dtype=torch.bool)
+        if removed > 0:
+            kept = z.detach() >= z.detach().kthvalue(removed + 1, dim=-1, keepdim=True).values
+        log_p = torch.log_softmax(z.masked_fill(~kept, -torch.inf), dim=-1)
+        log_p = torch.where(kept, log_p, 0.0)  # no -inf left for the backward pass to multiply by 0
+        return -(torch.where(kept, log_p.exp(), 0.0) * log_p).sum(-1)
+
+    flat = logits.reshape(-1, logits.shape[-1])
+    parts = [
+        torch.utils.checkpoint.checkpoint(chunk_entropy, flat[start : start + chunk_size], use_reentrant=False)
+        for start in range(0, flat.shape[0], chunk_size)
+    ]
+    return torch.cat(parts).view(logits.shape[:-1])

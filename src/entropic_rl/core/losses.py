@@ -114,6 +114,17 @@ def entropic_weights(advantages: torch.Tensor, confident: torch.Tensor, alpha: f
     return 1.0 + alpha * torch.sign(advantages).detach() * confident
 
 
+def token_covariance(advantages: torch.Tensor, log_prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``Cov_t = (A_t - mean A)(lp_t - mean lp)``, the means over the valid tokens (detached; 0 on
+    padding): the per-token covariance Clip-Cov and KL-Cov select tokens by (arXiv 2505.22617)."""
+    mask = mask.float()
+    count = mask.sum().clamp(min=1.0)
+    advantages, log_prob = advantages.detach().float(), log_prob.detach().float()
+    mean_advantage = torch.where(mask > 0, advantages, 0.0).sum() / count
+    mean_log_prob = torch.where(mask > 0, log_prob, 0.0).sum() / count
+    return torch.where(mask > 0, (advantages - mean_advantage) * (log_prob - mean_log_prob), 0.0)
+
+
 def policy_loss(
     log_prob: torch.Tensor,
     old_log_prob: torch.Tensor,

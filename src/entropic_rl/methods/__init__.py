@@ -1,5 +1,7 @@
 """Entropy-control methods, selectable by name. Adding one is a file here and a line below."""
 
+from entropic_rl.methods.aec import AEC
+from entropic_rl.methods.aent import AEnt
 from entropic_rl.methods.base import (
     LossSettings,
     Method,
@@ -9,13 +11,25 @@ from entropic_rl.methods.base import (
     loss_metrics,
     with_method_fields,
 )
+from entropic_rl.methods.clip_cov import ClipCov
 from entropic_rl.methods.entropic import EntroPIC, EntroPICConfig, EntroPICReference, EntroPICReferenceConfig
+from entropic_rl.methods.entropy_bonus import EntropyBonus
 from entropic_rl.methods.grpo import GRPO
+from entropic_rl.methods.kl_cov import KLCov
+from entropic_rl.methods.nsr import NSR
+from entropic_rl.methods.w_reinforce import WReinforce
 
 METHODS: dict[str, type[Method]] = {
     "grpo": GRPO,
     "entropic": EntroPIC,
     "entropic-reference": EntroPICReference,
+    "entropy-bonus": EntropyBonus,
+    "aec": AEC,
+    "aent": AEnt,
+    "clip-cov": ClipCov,
+    "kl-cov": KLCov,
+    "nsr": NSR,
+    "w-reinforce": WReinforce,
 }
 
 

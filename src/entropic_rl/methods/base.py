@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import torch
 
+from entropic_rl.core import policy_loss
 from entropic_rl.util.options import option
 
 LOSS_METRICS = ("pg_clipfrac", "pg_clipfrac_lower", "ppo_kl")  # policy_loss's metrics of the PPO loss itself
@@ -87,14 +88,19 @@ def with_method_fields(config_class: type[MethodConfig], prefix: str = "", retyp
 
 @dataclass
 class LossSettings:
-    """The base PPO-clip settings the trainer hands to its method (``train.*``, and the
-    configured response length for the aggregation modes that divide by it)."""
+    """The base PPO-clip settings the trainer hands to its method (``train.*``, the configured
+    response length for the aggregation modes that divide by it, and the sampling temperature)."""
 
     agg: str = "token-mean"
     clip_low: float = 0.2
     clip_high: float = 0.2
     clip_c: float = 3.0
     max_len: int | None = None
+    temperature: float = 1.0
+
+    def policy_loss_kwargs(self) -> dict:
+        """The arguments of ``core.policy_loss`` these settings fix."""
+        return {"agg": self.agg, "clip_low": self.clip_low, "clip_high": self.clip_high, "clip_c": self.clip_c}
 
 
 @dataclass
@@ -107,6 +113,7 @@ class Window:
     entropy_sum: float
     token_count: float
     optimizer_steps: float = 1.0
+    logprob_sum: float = float("nan")  # of the sampled tokens, when the caller has it (AEC's estimate)
 
     @property
     def entropy(self) -> float:
@@ -125,6 +132,7 @@ class MicroBatch:
     mask: torch.Tensor
     denominator: torch.Tensor  # agg_denominator of the whole mini-batch
     share: float  # this micro-batch's sequences / the mini-batch's sequences
+    logits: torch.Tensor | None = None  # the response logits, with grad (for methods that need them)
 
 
 class Method(ABC):
@@ -133,6 +141,12 @@ class Method(ABC):
     def __init__(self, config: MethodConfig, loss_settings: LossSettings | None = None) -> None:
         self.config = config
         self.loss_settings = loss_settings or LossSettings()
+
+    def advantages(self, rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
+        """Per-response advantages from rewards (groups of ``group_size`` consecutive responses):
+        ``kind`` grpo, (R - mean_g) / (std_g + 1e-6), or drgrpo, R - mean_g. A method that trains on
+        other advantages (NSR) overrides this."""
+        return group_advantages(rewards, group_size, kind)
 
     def update(self, window: Window) -> None:  # noqa: B027 - a method without a controller has nothing to do
         pass
@@ -150,6 +164,21 @@ class Method(ABC):
         self.config.check_advantage_weights()
         raise TypeError(f"{type(self).__name__}: its config allows advantage weights, but it computes none")
 
+    def ppo_loss(
+        self, mb: MicroBatch, advantages: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The PPO-clip loss of ALGORITHMS.md §1 on the micro-batch (exact normalisation by the
+        mini-batch denominator), on ``advantages`` if given, and its ``loss/*`` metrics."""
+        loss, metrics = policy_loss(
+            mb.log_prob,
+            mb.old_log_prob,
+            mb.advantages if advantages is None else advantages,
+            mb.mask,
+            denominator=mb.denominator,
+            **self.loss_settings.policy_loss_kwargs(),
+        )
+        return loss, loss_metrics(metrics)
+
     def metrics(self) -> dict[str, float]:
         return {}
 
@@ -164,6 +193,15 @@ class Method(ABC):
 
     def load_state_dict(self, state: dict) -> None:  # noqa: B027 - stateless by default
         pass
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
+    """GRPO: (R - mean_g) / (std_g + 1e-6); Dr.GRPO: R - mean_g (no std)."""
+    grouped = rewards.view(-1, group_size)
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if kind == "grpo":
+        centred = centred / (grouped.std(1, keepdim=True) + 1e-6)
+    return centred.reshape(-1)
 
 
 def loss_metrics(metrics: dict[str, torch.Tensor], method: str | None = None) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ values come from the ``embedded`` preset (``trainer/presets/embedded.yaml``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -123,7 +123,8 @@ class EntroPIC(Method):
             threshold=self.config.threshold,
             normalize=normalize,
             denominator=mb.denominator if exact else None,
-            **asdict(self.loss_settings),
+            max_len=self.loss_settings.max_len,
+            **self.loss_settings.policy_loss_kwargs(),
         )
         return loss if exact else loss * mb.share, loss_metrics(metrics, "entropic")
 

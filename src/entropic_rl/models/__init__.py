@@ -6,7 +6,14 @@ from entropic_rl.models.config import ModelConfig
 from entropic_rl.models.embedded import char_tokenizer
 from entropic_rl.models.loading import choose_device, load_model, load_tokenizer, resolve_model_path
 from entropic_rl.models.policy import load_policy
-from entropic_rl.models.sampling import Rollout, check_sampling, format_prompts, generate, response_logprobs
+from entropic_rl.models.sampling import (
+    Rollout,
+    check_sampling,
+    format_prompts,
+    generate,
+    response_logits,
+    response_logprobs,
+)
 
 __all__ = [
     "ModelConfig",
@@ -20,5 +27,6 @@ __all__ = [
     "load_policy",
     "load_tokenizer",
     "resolve_model_path",
+    "response_logits",
     "response_logprobs",
 ]

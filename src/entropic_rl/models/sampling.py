@@ -84,6 +84,24 @@ def generate(
     return Rollout(sequences, attention_mask, response_mask, texts)
 
 
+def response_logits(
+    model: PreTrainedModel, sequences: torch.Tensor, attention_mask: torch.Tensor, response_length: int
+) -> torch.Tensor:
+    """The logits that predict the response tokens, (N, R, V).
+
+    Position ids follow the attention mask, as in generation, so left padding does not shift them.
+    Only the logits that predict response tokens are computed.
+    """
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return model(
+        input_ids=sequences,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=response_length + 1,
+        use_cache=False,
+    ).logits[:, :-1]
+
+
 def response_logprobs(
     model: PreTrainedModel,
     sequences: torch.Tensor,
@@ -91,17 +109,6 @@ def response_logprobs(
     response_length: int,
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of the response tokens and the entropies of their distributions, (N, R).
-
-    Position ids follow the attention mask, as in generation, so left padding does not shift them.
-    Only the logits that predict response tokens are computed.
-    """
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=sequences,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=response_length + 1,
-        use_cache=False,
-    ).logits[:, :-1]
+    """Log-probs of the response tokens and the entropies of their distributions, (N, R)."""
+    logits = response_logits(model, sequences, attention_mask, response_length)
     return token_logprobs_and_entropy(logits, sequences[:, -response_length:], temperature)

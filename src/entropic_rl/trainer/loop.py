@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from entropic_rl.core import agg_denominator, aggregate
+from entropic_rl.core import agg_denominator, aggregate, token_logprobs_and_entropy
 from entropic_rl.evaluation import Sampling, data_name, validation_metrics
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
-from entropic_rl.models import choose_device, generate, load_policy, response_logprobs
+from entropic_rl.models import choose_device, generate, load_policy, response_logits, response_logprobs
 from entropic_rl.tasks import FileTask, build_task, get_reward, score_responses
 from entropic_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from entropic_rl.trainer.config import Config, dump_config
@@ -43,7 +43,8 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
     t = config.train
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    loss_settings = LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c, max_len=config.rollout.max_new_tokens)
+    r = config.rollout
+    loss_settings = LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c, r.max_new_tokens, r.temperature)
     method = method_class(config.method.name)(config.method, loss_settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
@@ -114,7 +115,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
     )
     scores, checks = score_responses(reward_fn, rollout.responses, [e for e in examples for _ in range(r.group_size)])
     rewards = torch.tensor(scores)
-    advantages = group_advantages(rewards, r.group_size, t.advantage).to(model.device)
+    advantages = method.advantages(rewards, r.group_size, t.advantage).to(model.device)
     mask = rollout.response_mask.float()
     length = mask.shape[1]
     old_log_prob = old_entropy = forward = None
@@ -129,15 +130,20 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         for groups in torch.tensor_split(torch.arange(len(examples)), t.mini_batches):
             rows = (groups[:, None] * r.group_size + torch.arange(r.group_size)).reshape(-1)
             if old_log_prob is None:  # the update's own forward pass gives the old log-probs too
-                forward = response_logprobs(model, rollout.sequences, rollout.attention_mask, length, r.temperature)
-                old_log_prob, old_entropy = forward[0].detach(), forward[1].detach()
-            method.update(Window((old_entropy[rows] * mask[rows]).sum().item(), mask[rows].sum().item()))
-            denominator = agg_denominator(mask[rows], t.agg, max_len=r.max_new_tokens)
+                forward = policy_forward(model, rollout, rows, r.temperature)
+                old_log_prob, old_entropy = forward[1].detach(), forward[2].detach()
+            m = mask[rows]
+            method.update(
+                Window(
+                    (old_entropy[rows] * m).sum().item(),
+                    m.sum().item(),
+                    logprob_sum=(old_log_prob[rows] * m).sum().item(),
+                )
+            )
+            denominator = agg_denominator(m, t.agg, max_len=r.max_new_tokens)
             sums = defaultdict(float)
             for micro in torch.split(rows, t.micro_batch_size):
-                log_prob, entropy = forward or response_logprobs(
-                    model, rollout.sequences[micro], rollout.attention_mask[micro], length, r.temperature
-                )
+                logits, log_prob, entropy = forward or policy_forward(model, rollout, micro, r.temperature)
                 loss, loss_metrics = method.loss(
                     MicroBatch(
                         log_prob,
@@ -147,6 +153,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
                         mask[micro],
                         denominator,
                         len(micro) / len(rows),
+                        logits,
                     )
                 )
                 if reference is not None:  # k3 estimator of KL(policy || reference)
@@ -193,6 +200,14 @@ def update_forward_is_old_pass(config: Config) -> bool:
     return t.mini_batches == 1 and t.epochs == 1 and r.prompts_per_step * r.group_size <= t.micro_batch_size
 
 
+def policy_forward(model, rollout, rows: torch.Tensor, temperature: float):
+    """The response logits of ``rows`` under ``model``, and their log-probs and entropies (with grad)."""
+    length = rollout.response_mask.shape[1]
+    sequences = rollout.sequences[rows]
+    logits = response_logits(model, sequences, rollout.attention_mask[rows], length)
+    return logits, *token_logprobs_and_entropy(logits, sequences[:, -length:], temperature)
+
+
 def forward_batched(model, rollout, micro_batch_size: int, temperature: float):
     """Log-probs and entropies of all responses, computed micro-batch by micro-batch."""
     parts = [
@@ -202,15 +217,6 @@ def forward_batched(model, rollout, micro_batch_size: int, temperature: float):
         for rows in torch.split(torch.arange(len(rollout.sequences)), micro_batch_size)
     ]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def group_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
-    """GRPO: (R - mean_g) / (std_g + 1e-6); Dr.GRPO: R - mean_g (no std)."""
-    grouped = rewards.view(-1, group_size)
-    centred = grouped - grouped.mean(1, keepdim=True)
-    if kind == "grpo":
-        centred = centred / (grouped.std(1, keepdim=True) + 1e-6)
-    return centred.reshape(-1)
 
 
 def lr_lambda(config: Config):
