@@ -39,6 +39,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from entropic_rl.methods import method_class
+    from entropic_rl.trainer.compare import compare, parse_seeds
+    from entropic_rl.trainer.config import DEFAULT_PRESET
+
+    _quiet_transformers()
+    try:
+        methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+        for name in methods:
+            method_class(name)
+        seeds = parse_seeds(args.seeds)
+        table = compare(
+            args.config or DEFAULT_PRESET,
+            args.overrides,
+            methods,
+            seeds,
+            Path(args.out),
+            args.eval_n,
+            args.eval_problems,
+        )
+    except (ConfigError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(table + f"\nwritten: {Path(args.out) / 'compare.md'}, compare.json, compare.png")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from entropic_rl.evaluation import EvalCommand, run_eval
     from entropic_rl.trainer.checkpoint import resolve_model_dir
@@ -158,6 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.set_defaults(func=cmd_train)
+
+    comp = commands.add_parser(
+        "compare",
+        help="train and evaluate several methods over seeds on one config; a table with confidence intervals",
+        description="Run every method x seed on the same training config (one after another; finished runs are "
+        "skipped, interrupted ones resumed), evaluate each on held-out problems (T 0.6, top-p 0.95), and write "
+        "OUT/compare.md (mean and 95% confidence interval over seeds), compare.json and compare.png. The overrides "
+        "apply to every run; method.name is set per run. Example: entropic compare --methods grpo,entropic,aec "
+        "--seeds 3 train.steps=100",
+        epilog=config_help(),
+        formatter_class=raw,
+    )
+    comp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    comp.add_argument("--config", metavar="FILE|PRESET", help=f"as for train (default: {DEFAULT_PRESET})")
+    comp.add_argument("--methods", default="grpo,entropic", help="comma-separated method names (default grpo,entropic)")
+    comp.add_argument("--seeds", default="3", help="a count (3: seeds 0, 1, 2) or comma-separated seeds")
+    comp.add_argument("--out", default="runs/compare", help="folder of the runs and the summary")
+    comp.add_argument("--eval-n", type=int, default=8, help="held-out samples per problem (default 8)")
+    comp.add_argument("--eval-problems", type=int, default=200, help="held-out problems per data set (default 200)")
+    comp.set_defaults(func=cmd_compare)
 
     ev = commands.add_parser(
         "eval",

@@ -155,15 +155,21 @@ class Config:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), trail: list[str] | None = None
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    trail: list[str] | None = None,
+    then: list[str] | tuple[str, ...] = (),
 ) -> Config:
     """Defaults, then ``path`` (a YAML file or a preset name, with its ``base`` chain), then the
-    ``key.sub=value`` overrides. ``trail``, when given, receives a description of each source."""
+    ``key.sub=value`` overrides, then those of ``then`` as a layer of their own (``entropic compare``
+    sets each run's method there: a different ``method.name`` drops the method fields before it).
+    ``trail``, when given, receives a description of each source."""
     trail = [] if trail is None else trail
     data = _load_source(str(path), Path.cwd(), trail, depth=0) if path is not None else {}
-    if overrides:
-        data = merge(data, parse_overrides(Config, overrides))
-        trail.append("overrides " + " ".join(overrides))
+    for layer in (overrides, then):
+        if layer:
+            data = merge(data, parse_overrides(Config, layer))
+            trail.append("overrides " + " ".join(layer))
     try:
         return build(Config, data)
     except ConfigError as exc:

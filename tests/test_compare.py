@@ -1,0 +1,88 @@
+"""entropic compare: methods x seeds, skipping finished runs and resuming interrupted ones, the
+held-out evaluation, the summary with confidence intervals; and the statistics behind it."""
+
+import json
+import math
+
+import pytest
+
+from entropic_rl.cli import main
+from entropic_rl.evaluation.statistics import below_verdict, format_ci, mean_ci
+from entropic_rl.trainer import loop
+from entropic_rl.trainer.compare import compare, parse_seeds, tracking
+from test_train import TINY, metrics
+
+SMALL = [*TINY, "train.steps=3", "method.target_entropy=0.5", "method.kp=2"]
+
+
+def test_compare_trains_evaluates_and_summarises_then_skips_what_is_done(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "grpo,entropic", "--seeds", "2", "--out", str(out), "--eval-n", "2"]
+    assert main([*args, "--eval-problems", "4", *SMALL]) == 0
+    table = (out / "compare.md").read_text()
+    assert "| grpo |" in table and "| entropic |" in table and "held-out avg@2" in table
+    for run in ("grpo-seed0", "grpo-seed1", "entropic-seed0", "entropic-seed1"):
+        assert [r["step"] for r in metrics(out / run)] == [1, 2, 3]
+        heldout = json.loads((out / run / "heldout.json").read_text())
+        assert heldout["arithmetic"]["problems"] == 4
+    summary = json.loads((out / "compare.json").read_text())
+    assert [s["run"] for s in summary["grpo"]] == ["grpo-seed0", "grpo-seed1"]
+    assert summary["entropic"][0]["target"] == 0.5
+    assert summary["grpo"][0]["target"] is None and summary["grpo"][0]["tracking_error"] is not None  # vs 0.5
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "compare.md" in capsys.readouterr().out
+
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert main([*args, "--eval-problems", "4", *SMALL]) == 0
+    assert (out / "compare.md").read_text() == table
+
+
+def test_an_interrupted_run_is_resumed(tmp_path, monkeypatch):
+    real_step, calls = loop.train_step, []
+
+    def crashing_step(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # after the checkpoint at step 2
+            raise RuntimeError("killed")
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(loop, "train_step", crashing_step)
+    with pytest.raises(RuntimeError, match="killed"):
+        compare(None, SMALL, ["entropic"], [0], tmp_path, eval_n=2, eval_problems=2)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    calls.clear()
+    compare(None, SMALL, ["entropic"], [0], tmp_path, eval_n=2, eval_problems=2)
+    assert [r["step"] for r in metrics(tmp_path / "entropic-seed0")] == [1, 2, 3]
+
+
+def test_tracking_hand_computed():
+    target = 1.0
+    settled = [2.0] * 5 + [1.05, 0.95] * 20  # in the ±10% band from step 5 on
+    result = tracking(settled, target)
+    assert result["settling_step"] == 5 + 10  # the first 10-step running mean wholly in the band ends there
+    assert result["tracking_error"] == pytest.approx(0.05)
+    assert result["oscillation"] == pytest.approx(0.05)
+    alternating = tracking([1.5, 0.5] * 20, target)  # the 10-step running mean sits on the target at once
+    assert alternating["settling_step"] == 10 and alternating["oscillation"] == pytest.approx(0.5)
+    assert tracking([2.0] * 30, target) == {"settling_step": None, "tracking_error": 1.0, "oscillation": 0.0}
+    assert tracking([1.0], None)["tracking_error"] is None
+
+
+def test_mean_ci_and_verdicts():
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+    assert math.isnan(mean_ci([5.0])[1])
+    assert below_verdict([0.01, 0.02, 0.03], 0.1) == "held"
+    assert below_verdict([0.5, 0.6, 0.7], 0.1) == "not held"
+    assert below_verdict([0.0, 0.2, 0.05], 0.1) == "not distinguishable"
+    assert below_verdict([0.01], 0.1) == "not distinguishable"  # one seed is an anecdote
+    assert format_ci([0.1, 0.2, 0.3], percent=True) == "20.0% ± 24.8%"
+    assert format_ci([]) == "-"
+
+
+def test_seeds_and_bad_methods():
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7]
+    with pytest.raises(ValueError, match="--seeds"):
+        parse_seeds("x")
+    with pytest.raises(SystemExit, match="unknown method 'nope'"):
+        main(["compare", "--methods", "grpo,nope"])
