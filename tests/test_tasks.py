@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from entropic_rl.tasks import ArithmeticTask, CountdownTask, Example, FileTask, UnsafeExpression, evaluate
+from entropic_rl.tasks import (
+    ArithmeticTask,
+    CountdownTask,
+    Example,
+    FileTask,
+    UnsafeExpression,
+    WorkedAdditionTask,
+    evaluate,
+)
 from entropic_rl.tasks.rewards import countdown, exact, get_reward
 
 
@@ -114,3 +122,25 @@ def test_parquet_file(tmp_path):
     path = tmp_path / "data.parquet"
     pq.write_table(pa.table({"question": ["1+1="], "answer": ["2"]}), path)
     assert FileTask(str(path), prompt_field="question").examples(0, 1)[0].answer == "2"
+
+
+def test_worked_addition_varies_the_phrasing_and_checks_only_the_sum():
+    examples = WorkedAdditionTask(digits=3, seed=0).examples(0, 400)
+    assert examples == WorkedAdditionTask(digits=3, seed=0).examples(0, 400)  # a function of the position
+    reward = get_reward(WorkedAdditionTask.default_reward)
+    texts = [e.meta["demonstration"] for e in examples]
+    assert all(20 <= len(t) <= 64 for t in texts)  # characters = tokens of the embedded tokenizer
+    assert all(reward(t, e).score == 1.0 for t, e in zip(texts, examples, strict=True))
+    assert all(set(t) <= set("0123456789+-*/()=: " + WorkedAdditionTask.characters) for t in texts)
+    # every phrasing occurs, the common one most
+    for common, rare in ((" carry 1", " c1"), (", so ", " total "), (", ", "; ")):
+        assert sum(common in t for t in texts) > sum(rare in t for t in texts) > 0
+    e = examples[0]
+    assert reward(f"1+1=2, so {int(e.answer) + 1}", e).score == 0.0  # the final number decides
+    assert reward(f"nonsense, so {e.answer}", e).score == 1.0
+    assert e.prompt == f"{e.prompt[:-1]}:" and eval_sum(e.prompt) == int(e.answer)
+
+
+def eval_sum(prompt: str) -> int:
+    a, b = prompt.rstrip(":").split("+")
+    return int(a) + int(b)

@@ -1,7 +1,9 @@
 """The interface every entropy-control method satisfies (DESIGN.md, "methods").
 
 The built-in trainer, the TRL plug-in and the verl plug-in talk to a method only through this
-interface, in this order for each optimizer step:
+interface. The built-in trainer first asks it for the rollout's ``advantages(rewards, ...)`` (GRPO's
+by default); then, in this order for each optimizer step (the plug-ins keep their framework's
+advantages):
 
 - ``update(window)``: the window update, before the step's micro-batches, with the entropy of the
   data the step trains on under the policy that sampled it (a sum and a count, so a distributed

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from entropic_rl.models.cache import cache_dir
 from entropic_rl.models.config import ModelConfig
 from entropic_rl.models.warm_start import warm_start
-from entropic_rl.tasks import ArithmeticTask, CountdownTask
+from entropic_rl.tasks import ArithmeticTask, CountdownTask, WorkedAdditionTask
 from entropic_rl.util.files import folder_written_atomically
 
 EMBEDDED_VERSION = 3  # bump when the embedded model or its warm start changes: invalidates caches
@@ -29,8 +29,9 @@ WARM_START_SEED = 0  # the warm start's own seed, whatever the run's
 WARM_START_EVAL_PROMPTS = 256
 
 
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {token: i for i, token in enumerate([*SPECIAL, *CHARACTERS])}
+def char_tokenizer(extra: str = "") -> PreTrainedTokenizerFast:
+    """One token per character of ``CHARACTERS`` (and of ``extra``, a task's own), and the specials."""
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *CHARACTERS, *extra])}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per character
     tokenizer.decoder = decoders.Fuse()
@@ -64,7 +65,7 @@ def embedded_model(tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
 
 def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int) -> Path:
     """The cached warm-started embedded model for this task, built on first use."""
-    task_class = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}[task_name]
+    task_class = {"arithmetic": ArithmeticTask, "worked": WorkedAdditionTask, "countdown": CountdownTask}[task_name]
     task, held_out = (task_class(difficulty, seed=seed) for seed in (WARM_START_SEED, WARM_START_SEED + 1))
     key = json.dumps(
         {
@@ -82,7 +83,7 @@ def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int
     )
     if (folder / "config.json").is_file():
         return folder
-    tokenizer = char_tokenizer()
+    tokenizer = char_tokenizer(getattr(task_class, "characters", ""))
     with torch.random.fork_rng():
         torch.manual_seed(WARM_START_SEED)
         model = embedded_model(tokenizer)

@@ -6,7 +6,7 @@ from entropic_rl.tasks.datasets import TEMPLATES, FileTask, resolve_template
 from entropic_rl.tasks.example import Example
 from entropic_rl.tasks.rewards import REWARDS, RewardFn, get_reward, score_responses
 from entropic_rl.tasks.safe_eval import UnsafeExpression, evaluate
-from entropic_rl.tasks.synthetic import ArithmeticTask, CountdownTask
+from entropic_rl.tasks.synthetic import ArithmeticTask, CountdownTask, WorkedAdditionTask
 
 __all__ = [
     "REWARDS",
@@ -18,6 +18,7 @@ __all__ = [
     "RewardFn",
     "TaskConfig",
     "UnsafeExpression",
+    "WorkedAdditionTask",
     "build_task",
     "evaluate",
     "get_reward",

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from entropic_rl.tasks.datasets import FileTask, resolve_template
-from entropic_rl.tasks.synthetic import ArithmeticTask, CountdownTask
+from entropic_rl.tasks.synthetic import ArithmeticTask, CountdownTask, WorkedAdditionTask
 from entropic_rl.util.options import check_choice, option
 
 
 @dataclass
 class TaskConfig:
-    name: str = option("arithmetic", "arithmetic | countdown | file")
-    difficulty: int = option(2, "arithmetic: digits per operand; countdown: how many numbers")
+    name: str = option("arithmetic", "arithmetic | worked | countdown | file")
+    difficulty: int = option(2, "arithmetic, worked: digits per operand; countdown: how many numbers")
     path: str | None = option(None, "file: a .jsonl or .parquet file")
     prompt_field: str | None = option(None, "file: the prompt's field; null: the first of prompt, question, problem")
     answer_field: str = option("answer", "file: the reference answer's field")
@@ -20,7 +20,7 @@ class TaskConfig:
     reward: str | None = option(None, 'null: the task\'s own; a registered name or "module:function"')
 
     def __post_init__(self) -> None:
-        check_choice("name", self.name, ("arithmetic", "countdown", "file"))
+        check_choice("name", self.name, ("arithmetic", "worked", "countdown", "file"))
         if self.name == "file" and not self.path:
             raise ValueError("path is required when name is file")
         resolve_template(self.template)
@@ -31,6 +31,8 @@ def build_task(config: TaskConfig, seed: int):
     order of a file's."""
     if config.name == "arithmetic":
         return ArithmeticTask(digits=config.difficulty, seed=seed)
+    if config.name == "worked":
+        return WorkedAdditionTask(digits=config.difficulty, seed=seed)
     if config.name == "countdown":
         return CountdownTask(n_numbers=config.difficulty, seed=seed)
     return FileTask(config.path, config.prompt_field, config.answer_field, seed=seed, template=config.template)

@@ -178,6 +178,11 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
     metrics.update(
         {
             "entropy/mean": ((old_entropy * mask).sum() / mask.sum()).item(),
+            # the share of the entropy in tokens the sampling policy was confident of (where EntroPIC acts)
+            **{
+                f"entropy/confident_share@{tau}": confident_share(old_entropy, old_log_prob, mask, tau)
+                for tau in CONFIDENT_SHARE_THRESHOLDS
+            },
             "reward/mean": rewards.mean().item(),
             "reward/accuracy": (rewards >= 1.0).float().mean().item(),
             "reward/errors": float(checks["error"]),
@@ -190,6 +195,15 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         }
     )
     return metrics, rollout, rewards
+
+
+CONFIDENT_SHARE_THRESHOLDS = (0.8, 0.95)
+
+
+def confident_share(entropy: torch.Tensor, log_prob: torch.Tensor, mask: torch.Tensor, threshold: float) -> float:
+    """sum(H m C) / sum(H m), C = 1 where the sampled token had probability above ``threshold``."""
+    confident = (log_prob > math.log(threshold)).float()
+    return ((entropy * mask * confident).sum() / (entropy * mask).sum().clamp(min=1e-12)).item()
 
 
 def update_forward_is_old_pass(config: Config) -> bool:
