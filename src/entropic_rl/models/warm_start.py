@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from entropic_rl.models.sampling import generate
-from entropic_rl.tasks import get_reward
+from entropic_rl.tasks import get_reward, score_responses
 
 WARM_START_BATCH = 64
 WARM_START_LR = 1e-3  # AdamW, linear warm-up over 50 steps, then constant
@@ -69,7 +69,8 @@ def sampled_accuracy(model, tokenizer, examples, reward_fn) -> float:
         max_new_tokens=answers + 1,
         chat_template="never",
     )
-    return sum(reward_fn(r, e) for r, e in zip(rollout.responses, examples, strict=True)) / len(examples)
+    scores, _ = score_responses(reward_fn, rollout.responses, examples)
+    return sum(scores) / len(examples)
 
 
 def supervised_batch(tokenizer: PreTrainedTokenizerFast, examples) -> tuple[torch.Tensor, torch.Tensor]:
