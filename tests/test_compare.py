@@ -9,7 +9,7 @@ import pytest
 from entropic_rl.cli import main
 from entropic_rl.evaluation.statistics import below_verdict, format_ci, mean_ci
 from entropic_rl.trainer import loop
-from entropic_rl.trainer.compare import compare, parse_seeds, tracking
+from entropic_rl.trainer.compare import compare, method_overrides, parse_seeds, tracking
 from test_train import TINY, metrics
 
 SMALL = [*TINY, "train.steps=3", "method.target_entropy=0.5", "method.kp=2"]
@@ -86,3 +86,20 @@ def test_seeds_and_bad_methods():
         parse_seeds("x")
     with pytest.raises(SystemExit, match="unknown method 'nope'"):
         main(["compare", "--methods", "grpo,nope"])
+
+
+def test_method_variants_set_fields_of_their_runs(tmp_path):
+    assert method_overrides("aec:target_entropy=0.3:delta=0.001") == [
+        "method.name=aec",
+        "method.target_entropy=0.3",
+        "method.delta=0.001",
+    ]
+    with pytest.raises(ValueError, match="NAME:field=value"):
+        method_overrides("aec:0.3")
+    compare(None, [*TINY, "train.steps=2"], ["aec:target_entropy=0.4", "entropic:threshold=0.5"], [0], tmp_path, 2, 2)
+    summary = json.loads((tmp_path / "compare.json").read_text())
+    assert summary["aec:target_entropy=0.4"][0]["target"] == pytest.approx(0.4)  # its own target
+    config = (tmp_path / "entropic:threshold=0.5-seed0" / "config.yaml").read_text()
+    assert "threshold: 0.5" in config
+    with pytest.raises(SystemExit, match="listed twice"):
+        main(["compare", "--methods", "grpo,grpo", "--out", str(tmp_path)])

@@ -47,8 +47,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _quiet_transformers()
     try:
         methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"--methods: a method is listed twice: {args.methods}")
         for name in methods:
-            method_class(name)
+            method_class(name.split(":")[0])
         seeds = parse_seeds(args.seeds)
         table = compare(
             args.config or DEFAULT_PRESET,
@@ -198,7 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     comp.add_argument("--config", metavar="FILE|PRESET", help=f"as for train (default: {DEFAULT_PRESET})")
-    comp.add_argument("--methods", default="grpo,entropic", help="comma-separated method names (default grpo,entropic)")
+    comp.add_argument(
+        "--methods",
+        default="grpo,entropic",
+        help="comma-separated methods, each NAME or NAME:field=value:... to set some of its fields, "
+        "e.g. grpo,entropic,aec:target_entropy=0.3,entropic:threshold=0.5 (default grpo,entropic)",
+    )
     comp.add_argument("--seeds", default="3", help="a count (3: seeds 0, 1, 2) or comma-separated seeds")
     comp.add_argument("--out", default="runs/compare", help="folder of the runs and the summary")
     comp.add_argument("--eval-n", type=int, default=8, help="held-out samples per problem (default 8)")

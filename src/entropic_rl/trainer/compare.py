@@ -10,7 +10,7 @@ Each finished run is then evaluated on held-out problems at the paper's protocol
 the mean over seeds and its 95% confidence interval of:
 
 - ``avg@N`` and ``pass@N`` held out; the final training accuracy (last 10% of steps);
-- entropy tracking after settling, against the method's own target (``entropic/target``) or, for a
+- entropy tracking after settling, against the method's own target (``entropic/target``, ``aec/target``) or, for a
   method without one, the target of the comparison's EntroPIC runs: the settling step (the first
   step after which the 10-step running mean of ``entropy/mean`` stays within ±10% of the target),
   the tracking error (mean |H - H_tar| / H_tar after settling, or over the second half of a run
@@ -54,16 +54,16 @@ def compare(
 ) -> str:
     """Train and evaluate every (method, seed) not done yet; write ``compare.md``, ``compare.json``
     and ``compare.png`` to ``out``; return the Markdown table."""
-    runs: dict[str, list[Path]] = {}
-    for method in methods:
-        for seed in seeds:
+    runs: dict[str, list[Path]] = {method: [] for method in methods}
+    for seed in seeds:  # seed by seed, so that an unfinished comparison has every method on its first seeds
+        for method in methods:
             run_dir = out / f"{method}-seed{seed}"
             trail: list[str] = []
-            run = [f"method.name={method}", f"seed={seed}", f"log.out_dir={run_dir}"]
+            run = [*method_overrides(method), f"seed={seed}", f"log.out_dir={run_dir}"]
             config = load_config(config_source, overrides, trail, then=run)
             train_once(config, trail)
             evaluate_once(config, eval_n, eval_problems)
-            runs.setdefault(method, []).append(run_dir)
+            runs[method].append(run_dir)
     summaries = {method: [summarize(run_dir) for run_dir in dirs] for method, dirs in runs.items()}
     reference_target = next(
         (s["target"] for per_seed in summaries.values() for s in per_seed if s["target"] is not None), None
@@ -77,6 +77,16 @@ def compare(
     write_atomically(out / "compare.json", json.dumps(summaries, indent=1))
     figure(runs, reference_target, out / "compare.png")
     return table
+
+
+def method_overrides(method: str) -> list[str]:
+    """``NAME`` or ``NAME:field=value:field=value``: a method with some of its fields set, e.g.
+    ``aec:target_entropy=0.3`` or ``entropic:threshold=0.5`` (the run layer's overrides)."""
+    name, *fields = method.split(":")
+    for field in fields:
+        if "=" not in field:
+            raise ValueError(f"--methods: {method!r}: expected NAME:field=value, got {field!r}")
+    return [f"method.name={name}", *(f"method.{field}" for field in fields)]
 
 
 def train_once(config: Config, trail: list[str]) -> None:
@@ -114,7 +124,7 @@ def summarize(run_dir: Path) -> dict:
     records = read_metrics(run_dir)
     heldout = json.loads((run_dir / "heldout.json").read_text())
     last = records[-max(1, len(records) // 10) :]
-    targets = [r["entropic/target"] for r in records if "entropic/target" in r]
+    targets = [value for r in records for key, value in r.items() if key.endswith("/target")]  # the method's own
     saturated = [r["entropic/saturated"] for r in records if "entropic/saturated" in r]
     rates = {
         prefix: [v for result in heldout.values() for k, v in result.items() if k.startswith(prefix)]
