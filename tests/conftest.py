@@ -1,4 +1,8 @@
+import re
+
 import pytest
+
+from entropic_rl.cli import main
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -8,3 +12,20 @@ def _model_cache(tmp_path_factory):
     mp.setenv("ENTROPIC_RL_CACHE", str(tmp_path_factory.mktemp("entropic-rl-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """``cli_error(args, pattern)``: the command rejects bad input with exit code 2 and one line on
+    stderr matching ``pattern``, no traceback; returns that line."""
+
+    def run(args: list[str], pattern: str) -> str:
+        capsys.readouterr()
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert re.search(pattern, err), err
+        return err
+
+    return run

@@ -80,15 +80,14 @@ def test_mean_ci_and_verdicts():
     assert format_ci([]) == "-"
 
 
-def test_seeds_and_bad_methods():
+def test_seeds_and_bad_methods(cli_error):
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7]
     with pytest.raises(ValueError, match="--seeds"):
         parse_seeds("x")
-    with pytest.raises(SystemExit, match="unknown method 'nope'"):
-        main(["compare", "--methods", "grpo,nope"])
+    cli_error(["compare", "--methods", "grpo,nope"], "unknown method 'nope'")
 
 
-def test_method_variants_set_fields_of_their_runs(tmp_path):
+def test_method_variants_set_fields_of_their_runs(tmp_path, cli_error):
     assert method_overrides("aec:target_entropy=0.3:delta=0.001") == [
         "method.name=aec",
         "method.target_entropy=0.3",
@@ -101,5 +100,4 @@ def test_method_variants_set_fields_of_their_runs(tmp_path):
     assert summary["aec:target_entropy=0.4"][0]["target"] == pytest.approx(0.4)  # its own target
     config = (tmp_path / "entropic:threshold=0.5-seed0" / "config.yaml").read_text()
     assert "threshold: 0.5" in config
-    with pytest.raises(SystemExit, match="listed twice"):
-        main(["compare", "--methods", "grpo,grpo", "--out", str(tmp_path)])
+    cli_error(["compare", "--methods", "grpo,grpo", "--out", str(tmp_path)], "listed twice")

@@ -49,18 +49,14 @@ def test_eval_end_to_end_on_the_embedded_model(tmp_path):
     assert "| mean |" in (out / "results.md").read_text()
 
 
-def test_eval_errors_name_the_problem(tmp_path):
+def test_eval_errors_name_the_problem(tmp_path, cli_error):
     data = arithmetic_file(tmp_path / "a.jsonl", 0, 2)
-    with pytest.raises(SystemExit, match=r"model: .* is not a folder"):
-        main(["eval", f"model={tmp_path / 'missing'}", f"data={data}"])
-    with pytest.raises(SystemExit, match=r"model: required"):
-        main(["eval", f"data={data}"])
-    with pytest.raises(SystemExit, match=r"sampling.n must be >= 1"):
-        main(["eval", f"model={tmp_path}", f"data={data}", "sampling.n=0"])
+    cli_error(["eval", f"model={tmp_path / 'missing'}", f"data={data}"], r"model: .* is not a folder")
+    cli_error(["eval", f"data={data}"], r"model: required")
+    cli_error(["eval", f"model={tmp_path}", f"data={data}", "sampling.n=0"], r"sampling.n must be >= 1")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1:", "answer": "1+1=2"}\n{"prompt": oops}\n')
-    with pytest.raises(SystemExit, match=r"bad\.jsonl:2: not valid JSON"):
-        main(["eval", f"model={tmp_path}", f"data={bad}"])
+    cli_error(["eval", f"model={tmp_path}", f"data={bad}"], r"bad\.jsonl:2: not valid JSON")
 
 
 def test_markdown_table_has_a_row_per_data_set_and_the_mean():

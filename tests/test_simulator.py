@@ -138,6 +138,5 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
         (["lr=-1"], "lr must be > 0"),
     ],
 )
-def test_cli_simulate_bad_overrides_name_the_field(args, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["simulate", *args])
+def test_cli_simulate_bad_overrides_name_the_field(args, message, cli_error):
+    cli_error(["simulate", *args], message)

@@ -248,23 +248,23 @@ def test_cli_train_and_plot(tmp_path, capsys):
         (["rollout.temprature=1"], "rollout.temprature is not a field; rollout has prompts_per_step"),
     ],
 )
-def test_cli_train_bad_config_names_the_field(args, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["train", *args])
+def test_cli_train_bad_config_names_the_field(args, message, cli_error):
+    cli_error(["train", *args], message)
 
 
-def test_cli_train_malformed_data_file_names_file_and_line(tmp_path):
+def test_cli_train_malformed_data_file_names_file_and_line(tmp_path, cli_error):
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2=" "answer": "4"}\n')
-    with pytest.raises(SystemExit, match=r"train.jsonl:2: not valid JSON"):
-        main(["train", "task.name=file", f"task.path={data}", f"log.out_dir={tmp_path / 'run'}"])
+    cli_error(
+        ["train", "task.name=file", f"task.path={data}", f"log.out_dir={tmp_path / 'run'}"],
+        r"train.jsonl:2: not valid JSON",
+    )
 
 
-def test_config_file_errors_name_the_file(tmp_path):
+def test_config_file_errors_name_the_file(tmp_path, cli_error):
     path = tmp_path / "c.yaml"
     path.write_text("rollout:\n  group_size: 1\n")
-    with pytest.raises(SystemExit, match=r"rollout.group_size must be >= 2.*c.yaml"):
-        main(["train", "--config", str(path)])
+    cli_error(["train", "--config", str(path)], r"rollout.group_size must be >= 2.*c.yaml")
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):

@@ -19,6 +19,7 @@ OVERRIDES_HELP = "settings as key.sub=value, e.g. method.name=grpo train.steps=5
 def cmd_train(args: argparse.Namespace) -> int:
     from entropic_rl.trainer import train
     from entropic_rl.trainer.config import DEFAULT_PRESET, load_config
+    from entropic_rl.trainer.loop import RunStopped
 
     _quiet_transformers()
     trail: list[str] = []
@@ -33,8 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         method = ", ".join(f"{name}={value}" for name, value in vars(config.method).items() if name != "name")
         print(f"method: {config.method.name}" + (f" ({method})" if method else ""))
         run_dir = train(config, resume=bool(args.resume), trail=trail)
-    except (ConfigError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except RunStopped as exc:
+        return _error(exc, RUN_STOPPED)
     print(f"run: {run_dir}  (metrics.jsonl, samples.jsonl, checkpoints/)\nplot: entropic plot {run_dir}")
     return 0
 
@@ -43,6 +44,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from entropic_rl.methods import method_class
     from entropic_rl.trainer.compare import compare, parse_seeds
     from entropic_rl.trainer.config import DEFAULT_PRESET
+    from entropic_rl.trainer.loop import RunStopped
 
     _quiet_transformers()
     try:
@@ -61,8 +63,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             args.eval_n,
             args.eval_problems,
         )
-    except (ConfigError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except RunStopped as exc:
+        return _error(exc, RUN_STOPPED)
     print(table + f"\nwritten: {Path(args.out) / 'compare.md'}, compare.json, compare.png")
     return 0
 
@@ -77,8 +79,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if config.model is None:
             raise ConfigError("model: required, e.g. model=smollm2 or model=runs/entropic-arithmetic-seed0")
         out, table = run_eval(config, resolve_model_dir(config.model, "model"))
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except FloatingPointError as exc:
+        return _error(f"{exc}: the model's weights are broken (NaN or inf)", RUN_STOPPED)
     print(table + f"\nresults: {out / 'results.json'}, {out / 'results.md'}, {out / 'samples.jsonl'}")
     return 0
 
@@ -86,10 +88,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from entropic_rl.trainer.plots import plot_runs
 
-    try:
-        out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)
     print(f"figure: {out}")
     return 0
 
@@ -98,15 +97,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from entropic_rl.simulator import SimConfig, experiment_runs, run_experiment
 
     if args.seeds < 1:
-        raise SystemExit("error: --seeds must be >= 1")
-    try:
-        overrides = parse_overrides(SimConfig, args.overrides)
-        varied = sorted({key for run in experiment_runs(args.experiment) for key in run.overrides} & overrides.keys())
-        if varied:
-            raise ConfigError(f"{', '.join(varied)}: the {args.experiment} experiment varies these itself")
-        base = build(SimConfig, overrides)
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise ValueError("--seeds must be >= 1")
+    overrides = parse_overrides(SimConfig, args.overrides)
+    varied = sorted({key for run in experiment_runs(args.experiment) for key in run.overrides} & overrides.keys())
+    if varied:
+        raise ConfigError(f"{', '.join(varied)}: the {args.experiment} experiment varies these itself")
+    base = build(SimConfig, overrides)
     out_dir = Path(args.out or f"runs/simulate-{args.experiment}")
     report = run_experiment(args.experiment, base, args.seeds, args.workers, out_dir, Console(stderr=True))
     if args.json:
@@ -259,9 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BAD_INPUT = 2  # a configuration, file or argument the command cannot use (argparse's code too)
+RUN_STOPPED = 1  # a run that stopped on a fault it cannot go on from (its last checkpoint is intact)
+
+
+def _error(message, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs a command; bad input (``ValueError``, ``ConfigError``) is one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        return _error(exc, BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from entropic_rl.core import token_logprobs_and_entropy
 
@@ -42,6 +48,16 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_
     return tokenizer(prompts, return_tensors="pt", padding=True)
 
 
+class RejectNonFinite(LogitsProcessor):
+    """Raises ``FloatingPointError`` on NaN or +inf logits, before the sampler meets them (top-p and
+    min_new_tokens set -inf on purpose, so -inf passes)."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if torch.isnan(scores).any() or torch.isposinf(scores).any():
+            raise FloatingPointError("the model gave non-finite logits while sampling")
+        return scores
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
@@ -55,7 +71,8 @@ def generate(
     chat_template: str = "auto",
 ) -> Rollout:
     """Sample one response per prompt (repeat prompts for groups), with the KV cache;
-    ``min_new_tokens`` holds back <eos> until a response has that many tokens."""
+    ``min_new_tokens`` holds back <eos> until a response has that many tokens. Non-finite logits
+    raise ``FloatingPointError``."""
     encoded = format_prompts(tokenizer, prompts, chat_template).to(model.device)
     # An explicit config, so a model's own generation defaults (top_k, penalties) do not apply.
     config = GenerationConfig(
@@ -71,8 +88,12 @@ def generate(
     )
     was_training = model.training
     model.eval()
-    sequences = model.generate(**encoded, generation_config=config)
-    model.train(was_training)
+    try:
+        sequences = model.generate(
+            **encoded, generation_config=config, logits_processor=LogitsProcessorList([RejectNonFinite()])
+        )
+    finally:
+        model.train(was_training)
     prompt_length = encoded["input_ids"].shape[1]
     response = sequences[:, prompt_length:]
     is_eos = response == tokenizer.eos_token_id

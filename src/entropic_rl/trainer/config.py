@@ -72,12 +72,15 @@ class TrainConfig:
     clip_high: float = option(0.2, "PPO clip: ratio upper bound 1 + clip_high (0.28: clip-higher)")
     clip_c: float = option(3.0, "dual clip: the loss of a negative-advantage token is at most -A * clip_c")
     kl_coef: float = option(0.0, "KL to the frozen initial policy (k3 estimator); 0: no reference model")
+    max_consecutive_skips: int = option(
+        3, "stop after this many steps in a row skipped for non-finite logits, log-probs, loss or gradients"
+    )
     gradient_checkpointing: bool = option(
         False, "recompute activations in the backward pass: less memory, one more forward (TRL's default: on)"
     )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "mini_batches", "epochs", "micro_batch_size"):
+        for name in ("steps", "mini_batches", "epochs", "micro_batch_size", "max_consecutive_skips"):
             check_at_least(name, getattr(self, name), 1)
         check_at_least("warmup_steps", self.warmup_steps, 0)
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))

@@ -72,10 +72,12 @@ class RunLogger:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of the steps that trained (a skipped step's record has only its skip counts)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if not r.get("optim/skipped")]
 
 
 def _append(path: Path, record: dict) -> None:

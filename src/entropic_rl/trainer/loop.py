@@ -48,10 +48,11 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
     method = method_class(config.method.name)(config.method, loss_settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-    step, data_position = 0, 0
+    step, data_position, skipped, consecutive = 0, 0, 0, 0
     if checkpoint:
         state = load_checkpoint(checkpoint, optimizer=optimizer, scheduler=scheduler, device=device)
         step, data_position = state["step"], state["data_position"]
+        skipped, consecutive = state["skipped_steps"], state["consecutive_skips"]
         method.load_state_dict(state["method"])
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -64,21 +65,37 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+    probe = None  # the last rollout sampled: checks the weights before each checkpoint
     with logger, Progress(*columns, transient=True) as progress:
         bar = progress.add_task(config.method.name, total=t.steps, completed=step)
         while step < t.steps:
             step += 1
             examples = task.examples(data_position, config.rollout.prompts_per_step)
             data_position += len(examples)
-            metrics, rollout, rewards = train_step(
-                config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn
-            )
-            if validation and (step % config.eval.every == 0 or step == t.steps):
+            try:
+                metrics, rollout, rewards = train_step(
+                    config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn
+                )
+                consecutive, probe = 0, rollout
+                description = f"entropy {metrics['entropy/mean']:.3f} accuracy {metrics['reward/accuracy']:.2f}"
+            except FloatingPointError as fault:  # nothing of the step was applied
+                skipped, consecutive, rollout = skipped + 1, consecutive + 1, None
+                metrics, description = {"optim/skipped": 1.0}, f"skipped step {step}"
+                progress.console.print(f"step {step} skipped: {fault}; weights, optimizer and method state unchanged")
+                if consecutive >= t.max_consecutive_skips:
+                    raise RunStopped(
+                        stop_message(config, step, f"{consecutive} steps in a row skipped ({fault})")
+                    ) from None
+            metrics["optim/skipped_steps"] = float(skipped)
+            if rollout is not None and validation and (step % config.eval.every == 0 or step == t.steps):
                 metrics.update(validate(config, model, tokenizer, validation))
             logger.log(step, metrics)
-            if config.log.sample_every and step % config.log.sample_every == 0:
+            if rollout is not None and config.log.sample_every and step % config.log.sample_every == 0:
                 logger.samples(step, examples, rollout.responses, rewards, config.rollout.group_size)
             if step % config.log.save_every == 0 or step == t.steps:
+                if probe is None or not gives_finite_logits(model, probe, t.micro_batch_size):
+                    reason = "the weights give non-finite logits, so they were not saved"
+                    raise RunStopped(stop_message(config, step, reason))
                 save_checkpoint(
                     run_dir,
                     step,
@@ -87,19 +104,53 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
                     optimizer=optimizer,
                     scheduler=scheduler,
                     keep_last=config.log.keep_last,
-                    state={"data_position": data_position, "method": method.state_dict()},
+                    state={
+                        "data_position": data_position,
+                        "method": method.state_dict(),
+                        "skipped_steps": skipped,
+                        "consecutive_skips": consecutive,
+                    },
                 )
-            progress.update(
-                bar,
-                advance=1,
-                description=f"{config.method.name} entropy {metrics['entropy/mean']:.3f} "
-                f"accuracy {metrics['reward/accuracy']:.2f}",
-            )
+            progress.update(bar, advance=1, description=f"{config.method.name} {description}")
     return run_dir
 
 
+class RunStopped(RuntimeError):
+    """The run cannot go on; the message says why and what to try. Its last checkpoint is intact."""
+
+
+def stop_message(config: Config, step: int, reason: str) -> str:
+    run_dir, t = config.run_dir(), config.train
+    checkpoint = latest_checkpoint(run_dir)
+    last = f"the last checkpoint, {checkpoint}, is from before the fault" if checkpoint else "no checkpoint was written"
+    return (
+        f"training stopped at step {step}: {reason}. {last}. Try a lower train.lr (now {t.lr:g}) or a "
+        f"tighter train.grad_clip (now {t.grad_clip:g}), e.g. entropic train --resume {run_dir} train.lr={t.lr / 10:g}"
+    )
+
+
+def gives_finite_logits(model, rollout, micro_batch_size: int) -> bool:
+    """Whether ``model`` gives finite logits on the first micro-batch of ``rollout``."""
+    rows = torch.arange(min(micro_batch_size, len(rollout.sequences)))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = response_logits(
+            model, rollout.sequences[rows], rollout.attention_mask[rows], rollout.response_mask.shape[1]
+        )
+    model.train(was_training)
+    return bool(torch.isfinite(logits).all())
+
+
+def require_finite(what: str, *tensors: torch.Tensor) -> None:
+    if not all(bool(torch.isfinite(x).all()) for x in tensors):
+        raise FloatingPointError(f"non-finite {what}")
+
+
 def train_step(config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn):
-    """One rollout and its optimizer steps; returns (metrics, rollout, rewards)."""
+    """One rollout and its optimizer steps; returns (metrics, rollout, rewards). Non-finite logits,
+    log-probs, loss or gradients raise ``FloatingPointError`` before the optimizer step they would
+    spoil; that step and the rest of the rollout's are skipped, with the method's state restored."""
     start = time.perf_counter()
     r, t = config.rollout, config.train
     group_prompts = [e.prompt for e in examples for _ in range(r.group_size)]
@@ -117,11 +168,11 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
     rewards = torch.tensor(scores)
     advantages = method.advantages(rewards, r.group_size, t.advantage).to(model.device)
     mask = rollout.response_mask.float()
-    length = mask.shape[1]
     old_log_prob = old_entropy = forward = None
     with torch.no_grad():
         if not update_forward_is_old_pass(config):
             old_log_prob, old_entropy = forward_batched(model, rollout, t.micro_batch_size, r.temperature)
+            require_finite("log-probs of the rollout", old_log_prob, old_entropy)
         ref_log_prob = forward_batched(reference, rollout, t.micro_batch_size, r.temperature)[0] if reference else None
     rollout_seconds = time.perf_counter() - start
 
@@ -132,39 +183,16 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
             if old_log_prob is None:  # the update's own forward pass gives the old log-probs too
                 forward = policy_forward(model, rollout, rows, r.temperature)
                 old_log_prob, old_entropy = forward[1].detach(), forward[2].detach()
-            m = mask[rows]
-            method.update(
-                Window(
-                    (old_entropy[rows] * m).sum().item(),
-                    m.sum().item(),
-                    logprob_sum=(old_log_prob[rows] * m).sum().item(),
+                require_finite("log-probs of the rollout", old_log_prob, old_entropy)
+            state_before = copy.deepcopy(method.state_dict())
+            try:
+                sums = optimizer_step(
+                    config, model, method, rollout, rows, advantages, old_log_prob, old_entropy, ref_log_prob, forward
                 )
-            )
-            denominator = agg_denominator(m, t.agg, max_len=r.max_new_tokens)
-            sums = defaultdict(float)
-            for micro in torch.split(rows, t.micro_batch_size):
-                logits, log_prob, entropy = forward or policy_forward(model, rollout, micro, r.temperature)
-                loss, loss_metrics = method.loss(
-                    MicroBatch(
-                        log_prob,
-                        entropy,
-                        old_log_prob[micro],
-                        advantages[micro, None].expand(-1, length),
-                        mask[micro],
-                        denominator,
-                        len(micro) / len(rows),
-                        logits,
-                    )
-                )
-                if reference is not None:  # k3 estimator of KL(policy || reference)
-                    log_ratio = ref_log_prob[micro] - log_prob
-                    kl = torch.exp(log_ratio) - log_ratio - 1
-                    loss = loss + t.kl_coef * aggregate(kl, mask[micro], t.agg, denominator)
-                    loss_metrics["loss/kl"] = aggregate(kl.detach(), mask[micro])
-                loss.backward()
-                for name, value in loss_metrics.items():
-                    sums[name] += value.item() * len(micro) / len(rows)
-            sums["optim/grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()
+            except FloatingPointError:
+                optimizer.zero_grad(set_to_none=True)
+                method.load_state_dict(state_before)
+                raise
             sums["optim/lr"] = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -195,6 +223,50 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         }
     )
     return metrics, rollout, rewards
+
+
+def optimizer_step(config, model, method, rollout, rows, advantages, old_log_prob, old_entropy, ref_log_prob, forward):
+    """The gradients of one optimizer step over ``rows`` (the method's window update first), clipped;
+    returns its loss metrics and gradient norm. ``forward``: the rows' policy forward, when done."""
+    r, t = config.rollout, config.train
+    mask = rollout.response_mask.float()
+    m = mask[rows]
+    method.update(
+        Window(
+            (old_entropy[rows] * m).sum().item(),
+            m.sum().item(),
+            logprob_sum=(old_log_prob[rows] * m).sum().item(),
+        )
+    )
+    denominator = agg_denominator(m, t.agg, max_len=r.max_new_tokens)
+    sums = defaultdict(float)
+    for micro in torch.split(rows, t.micro_batch_size):
+        logits, log_prob, entropy = forward or policy_forward(model, rollout, micro, r.temperature)
+        loss, loss_metrics = method.loss(
+            MicroBatch(
+                log_prob,
+                entropy,
+                old_log_prob[micro],
+                advantages[micro, None].expand(-1, mask.shape[1]),
+                mask[micro],
+                denominator,
+                len(micro) / len(rows),
+                logits,
+            )
+        )
+        if ref_log_prob is not None:  # k3 estimator of KL(policy || reference)
+            log_ratio = ref_log_prob[micro] - log_prob
+            kl = torch.exp(log_ratio) - log_ratio - 1
+            loss = loss + t.kl_coef * aggregate(kl, mask[micro], t.agg, denominator)
+            loss_metrics["loss/kl"] = aggregate(kl.detach(), mask[micro])
+        require_finite("loss", loss)
+        loss.backward()
+        for name, value in loss_metrics.items():
+            sums[name] += value.item() * len(micro) / len(rows)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
+    require_finite("gradients", grad_norm)
+    sums["optim/grad_norm"] = grad_norm.item()
+    return sums
 
 
 CONFIDENT_SHARE_THRESHOLDS = (0.8, 0.95)

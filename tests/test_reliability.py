@@ -1,0 +1,153 @@
+"""Runs that survive: numerical faults skip a step and change nothing, checkpoints are verified on
+resume, and a run that cannot go on stops with a message and a usable checkpoint."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from entropic_rl.cli import main
+from entropic_rl.trainer import load_config, loop, train
+from entropic_rl.trainer.checkpoint import latest_checkpoint
+from test_train import TINY, metrics, run, untimed
+
+ENTROPIC = ["method.target_entropy=0.5", "method.kp=2"]
+
+
+def nan_output(module, inputs, output):
+    return output * float("nan")
+
+
+def inject(fault: str, model, method):
+    """Starts ``fault`` in the current step; returns a function that ends it."""
+    if fault == "sampling":  # every forward: the rollout's sampling meets it first
+        handle = model.lm_head.register_forward_hook(nan_output)
+        return handle.remove
+    if fault == "update logits":  # only the forward with gradients
+        handle = model.lm_head.register_forward_hook(lambda m, i, o: nan_output(m, i, o) if o.requires_grad else o)
+        return handle.remove
+    if fault == "loss":
+        real = method.loss
+        method.loss = lambda mb: (lambda loss, metrics: (loss * float("nan"), metrics))(*real(mb))
+        return lambda: setattr(method, "loss", real)
+    if fault == "gradients":
+        handle = model.lm_head.weight.register_hook(lambda grad: grad * float("inf"))
+        return handle.remove
+    raise AssertionError(fault)
+
+
+def state_of(model, optimizer, scheduler, method) -> dict:
+    return copy.deepcopy(
+        {
+            "weights": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "method": method.state_dict(),
+        }
+    )
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    for name in ("weights",):
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), key
+    assert str(a["optimizer"]) == str(b["optimizer"])
+    assert a["scheduler"] == b["scheduler"] and a["method"] == b["method"]
+
+
+def faulty_steps(monkeypatch, fault: str, steps: set[int]) -> list[str]:
+    """Injects ``fault`` into the given steps; each faulty step must change nothing. Returns what
+    was raised at each."""
+    real_step, calls, raised = loop.train_step, [], []
+
+    def step(config, model, reference, tokenizer, method, optimizer, scheduler, *rest):
+        calls.append(1)
+        if len(calls) not in steps:
+            return real_step(config, model, reference, tokenizer, method, optimizer, scheduler, *rest)
+        before = state_of(model, optimizer, scheduler, method)
+        stop = inject(fault, model, method)
+        try:
+            return real_step(config, model, reference, tokenizer, method, optimizer, scheduler, *rest)
+        except FloatingPointError as exc:
+            raised.append(str(exc))
+            assert_same_state(before, state_of(model, optimizer, scheduler, method))
+            raise
+        finally:
+            stop()
+
+    monkeypatch.setattr(loop, "train_step", step)
+    return raised
+
+
+@pytest.mark.parametrize(
+    ("fault", "message", "regime"),
+    [
+        ("sampling", "non-finite logits while sampling", []),
+        ("update logits", "non-finite loss", []),
+        ("loss", "non-finite loss", []),
+        ("gradients", "non-finite gradients", []),
+        ("loss", "non-finite loss", ["train.mini_batches=2"]),  # off-policy: the faulty optimizer step
+        ("update logits", "non-finite log-probs of the rollout", ["train.micro_batch_size=16"]),  # one forward
+    ],
+)
+def test_a_numerical_fault_skips_the_step_changes_nothing_and_the_run_goes_on(
+    tmp_path, monkeypatch, fault, message, regime
+):
+    raised = faulty_steps(monkeypatch, fault, {2})
+    run_dir, _ = run(tmp_path, "train.steps=4", *ENTROPIC, *regime)
+    assert len(raised) == 1 and message in raised[0]
+    records = metrics(run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert records[1] == {"step": 2, "optim/skipped": 1.0, "optim/skipped_steps": 1.0}
+    assert [r["optim/skipped_steps"] for r in records] == [0.0, 1.0, 1.0, 1.0]
+    assert latest_checkpoint(run_dir).name == "step_000004"
+
+
+def test_steps_in_a_row_skipped_stop_the_run_with_a_usable_checkpoint(tmp_path, monkeypatch, capsys):
+    raised = faulty_steps(monkeypatch, "gradients", {3, 4, 5})
+    out = tmp_path / "run"
+    args = ["train", *TINY, *ENTROPIC, "train.steps=8", f"log.out_dir={out}"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "training stopped at step 5: 3 steps in a row skipped (non-finite gradients)" in err
+    assert "step_000004" in err and "train.lr" in err and "Traceback" not in err
+    assert len(raised) == 3
+    # Step 4 was skipped, so its checkpoint holds the weights after step 2, which are good.
+    assert json.loads((latest_checkpoint(out) / "state.json").read_text())["consecutive_skips"] == 2
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out)]) == 0
+    records = metrics(out)
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert [r["optim/skipped_steps"] for r in records][-1] == 2.0
+
+
+def test_a_learning_rate_that_breaks_the_weights_stops_with_advice_not_a_traceback(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "train.lr=1e9", "train.steps=4", f"log.out_dir={out}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: training stopped at step 2:") and "Traceback" not in err
+    assert "non-finite" in err and "train.lr (now 1e+09)" in err and "no checkpoint was written" in err
+    assert latest_checkpoint(out) is None
+
+
+def test_the_skip_count_resumes_exactly(tmp_path, monkeypatch):
+    faulty_steps(monkeypatch, "loss", {2})
+    straight, _ = run(tmp_path, "train.steps=6", *ENTROPIC, name="straight")
+    monkeypatch.undo()
+    faulty_steps(monkeypatch, "loss", {2})
+    real_step = loop.train_step
+    calls = []
+
+    def crashing(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("killed")
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(loop, "train_step", crashing)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path, "train.steps=6", *ENTROPIC, name="crashed")
+    monkeypatch.undo()
+    resumed = train(load_config(tmp_path / "crashed" / "config.yaml"), resume=True)
+    assert untimed(metrics(resumed)) == untimed(metrics(straight))
