@@ -151,3 +151,72 @@ def test_the_skip_count_resumes_exactly(tmp_path, monkeypatch):
     monkeypatch.undo()
     resumed = train(load_config(tmp_path / "crashed" / "config.yaml"), resume=True)
     assert untimed(metrics(resumed)) == untimed(metrics(straight))
+
+
+def corrupt(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(bytes(data[: len(data) // 2]))
+
+
+@pytest.mark.parametrize(
+    ("file", "how", "problem"),
+    [
+        ("optimizer.pt", "flip", "checksum mismatch"),
+        ("model.safetensors", "truncate", "truncated"),
+        ("manifest.json", "truncate", "unreadable"),
+        ("state.json", "delete", "state.json: missing"),
+    ],
+)
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path, capsys, file, how, problem):
+    straight = tmp_path / "straight"
+    assert main(["train", *TINY, *ENTROPIC, "train.steps=6", f"log.out_dir={straight}"]) == 0
+    out = tmp_path / "damaged"
+    assert main(["train", *TINY, *ENTROPIC, "train.steps=4", f"log.out_dir={out}"]) == 0
+    damaged = out / "checkpoints" / "step_000004" / file
+    damaged.unlink() if how == "delete" else corrupt(damaged, how)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "train.steps=6"]) == 0
+    err = capsys.readouterr().err
+    assert f"damaged checkpoint: {damaged}" in err
+    assert problem in err and "resuming from" in err and "step_000002" in err
+    assert untimed(metrics(out)) == untimed(metrics(straight))  # steps 3-4 again, exactly
+
+
+def test_no_intact_checkpoint_stops_with_exit_code_2_and_writes_nothing(tmp_path, cli_error):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "train.steps=4", f"log.out_dir={out}"]) == 0
+    for step in ("step_000002", "step_000004"):
+        corrupt(out / "checkpoints" / step / "model.safetensors", "flip")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    message = cli_error(["train", "--resume", str(out)], "no intact checkpoint")
+    assert "step_000004/model.safetensors: checksum mismatch" in message and "step_000002" in message
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, monkeypatch, capsys):
+    from entropic_rl.trainer import checkpoint
+
+    straight = tmp_path / "straight"
+    assert main(["train", *TINY, "train.steps=4", f"log.out_dir={straight}"]) == 0
+    real_save, saves = torch.save, []
+
+    def filling_disk(obj, path, *a, **kw):
+        saves.append(path)
+        if len(saves) == 3:  # the optimizer of the second checkpoint
+            raise OSError(28, "No space left on device")
+        return real_save(obj, path, *a, **kw)
+
+    monkeypatch.setattr(checkpoint.torch, "save", filling_disk)
+    out = tmp_path / "full"
+    assert main(["train", *TINY, "train.steps=4", f"log.out_dir={out}"]) == 1
+    err = capsys.readouterr().err
+    assert "training stopped at step 4: its checkpoint could not be written" in err
+    assert "No space left on device" in err and "Free space, then: entropic train --resume" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000002"]  # no partial folder
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert untimed(metrics(out)) == untimed(metrics(straight))

@@ -222,7 +222,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
             keep_last=2,
         )
     assert latest_checkpoint(run_dir).name == "step_000002"
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step_000002"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002"]
 
 
 def test_cli_train_and_plot(tmp_path, capsys):

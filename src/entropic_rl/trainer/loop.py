@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from entropic_rl.evaluation import Sampling, data_name, validation_metrics
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
 from entropic_rl.models import choose_device, generate, load_policy, response_logits, response_logprobs
 from entropic_rl.tasks import FileTask, build_task, get_reward, score_responses
-from entropic_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from entropic_rl.trainer.checkpoint import intact_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from entropic_rl.trainer.config import Config, dump_config
 from entropic_rl.trainer.logger import RunLogger
 
@@ -25,9 +26,16 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
     """Train with ``config``; with ``resume``, continue the run in ``config.run_dir()`` exactly.
     ``trail`` says where the configuration came from (written at the top of config.yaml)."""
     run_dir = config.run_dir()
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        raise ValueError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    checkpoint = None
+    if resume:
+        checkpoint, damaged = intact_checkpoint(run_dir)
+        if checkpoint is None:
+            found = f": {'; '.join(damaged)}" if damaged else ""
+            raise ValueError(f"--resume: no intact checkpoint in {run_dir / 'checkpoints'}{found}")
+        for problem in damaged:
+            print(f"warning: passing over a damaged checkpoint: {problem}", file=sys.stderr)
+        if damaged:
+            print(f"resuming from {checkpoint}", file=sys.stderr)
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
     torch.manual_seed(config.seed)
@@ -96,21 +104,26 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
                 if probe is None or not gives_finite_logits(model, probe, t.micro_batch_size):
                     reason = "the weights give non-finite logits, so they were not saved"
                     raise RunStopped(stop_message(config, step, reason))
-                save_checkpoint(
-                    run_dir,
-                    step,
-                    model=model,
-                    tokenizer=tokenizer,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    keep_last=config.log.keep_last,
-                    state={
-                        "data_position": data_position,
-                        "method": method.state_dict(),
-                        "skipped_steps": skipped,
-                        "consecutive_skips": consecutive,
-                    },
-                )
+                try:
+                    save_checkpoint(
+                        run_dir,
+                        step,
+                        model=model,
+                        tokenizer=tokenizer,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        keep_last=config.log.keep_last,
+                        state={
+                            "data_position": data_position,
+                            "method": method.state_dict(),
+                            "skipped_steps": skipped,
+                            "consecutive_skips": consecutive,
+                        },
+                    )
+                except OSError as exc:  # a full disk, a lost mount: the previous checkpoint is intact
+                    raise RunStopped(
+                        stop_message(config, step, f"its checkpoint could not be written ({exc})", "free space")
+                    ) from None
             progress.update(bar, advance=1, description=f"{config.method.name} {description}")
     return run_dir
 
@@ -119,14 +132,20 @@ class RunStopped(RuntimeError):
     """The run cannot go on; the message says why and what to try. Its last checkpoint is intact."""
 
 
-def stop_message(config: Config, step: int, reason: str) -> str:
+def stop_message(config: Config, step: int, reason: str, remedy: str | None = None) -> str:
+    """Why the run stopped at ``step``, its last checkpoint, and what to try (by default: a lower
+    learning rate or tighter clipping)."""
     run_dir, t = config.run_dir(), config.train
     checkpoint = latest_checkpoint(run_dir)
     last = f"the last checkpoint, {checkpoint}, is from before the fault" if checkpoint else "no checkpoint was written"
-    return (
-        f"training stopped at step {step}: {reason}. {last}. Try a lower train.lr (now {t.lr:g}) or a "
-        f"tighter train.grad_clip (now {t.grad_clip:g}), e.g. entropic train --resume {run_dir} train.lr={t.lr / 10:g}"
+    resume = f"entropic train --resume {run_dir}"
+    remedy = (
+        f"{remedy}, then: {resume}"
+        if remedy
+        else f"Try a lower train.lr (now {t.lr:g}) or a tighter train.grad_clip (now {t.grad_clip:g}), "
+        f"e.g. {resume} train.lr={t.lr / 10:g}"
     )
+    return f"training stopped at step {step}: {reason}. {last}. {remedy[0].upper()}{remedy[1:]}"
 
 
 def gives_finite_logits(model, rollout, micro_batch_size: int) -> bool:
