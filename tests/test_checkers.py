@@ -9,6 +9,7 @@ import pytest
 
 from entropic_rl.tasks import checkers
 from entropic_rl.tasks.checkers import Check, check_math, check_number, extract_boxed, extract_final_number
+from entropic_rl.tasks.worker import START_METHOD
 
 math_verify = pytest.importorskip("math_verify")
 
@@ -16,7 +17,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no data sets at {DATA}")
 
 # The error and time-out tests patch math-verify in this process; only a forked worker sees the patch.
-needs_fork = pytest.mark.skipif(checkers._START_METHOD != "fork", reason="patches reach the worker only when forked")
+needs_fork = pytest.mark.skipif(START_METHOD != "fork", reason="patches reach the worker only when forked")
 
 
 # ----------------------------------------------------------------------------------------------- extract_boxed

@@ -3,11 +3,14 @@ resume, and a run that cannot go on stops with a message and a usable checkpoint
 
 import copy
 import json
+import time
 
 import pytest
 import torch
 
 from entropic_rl.cli import main
+from entropic_rl.tasks import Example, get_reward, score_responses
+from entropic_rl.tasks.checkers import Check
 from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
 from test_train import TINY, metrics, run, untimed
@@ -220,3 +223,80 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_
     monkeypatch.undo()
     assert main(["train", "--resume", str(out)]) == 0
     assert untimed(metrics(out)) == untimed(metrics(straight))
+
+
+# Reward functions for the tests below, given to the trainer as "test_reliability:<name>".
+def raises(response, example):
+    raise KeyError("no such field")
+
+
+def hangs(response, example):
+    time.sleep(60)
+
+
+def returns_none(response, example):
+    return None
+
+
+def returns_nan(response, example):
+    return float("nan")
+
+
+def returns_text(response, example):
+    return "1.0"
+
+
+def returns_list(response, example):
+    return [1.0, 0.0]
+
+
+def flaky(response, example):
+    """Right answers score 1, except that some calls raise, hang or return NaN."""
+    text = response.strip()
+    if text.endswith("1"):
+        raise ValueError("flaky")
+    if text.endswith("2"):
+        return float("nan")
+    if text.endswith("3") and len(text) % 2:
+        time.sleep(60)
+    return float(text == example.answer.strip())
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "message"),
+    [
+        ("raises", "error", "raised KeyError: 'no such field'"),
+        ("hangs", "timeout", "took longer than 0.5 s (task.reward_timeout)"),
+        ("returns_none", "error", "returned 'None' of type NoneType, not a finite number"),
+        ("returns_nan", "error", "returned 'nan' of type float"),
+        ("returns_text", "error", "returned '1.0' of type str"),
+        ("returns_list", "error", "of type list"),
+    ],
+)
+def test_a_faulty_reward_scores_zero_is_counted_and_reported_once(capsys, name, status, message):
+    reward = get_reward(f"test_reliability:{name}", timeout_s=0.5)
+    example = Example("1+1=", "2")
+    start = time.perf_counter()
+    scores, counts = score_responses(reward, ["2", "3", "4"], [example] * 3)
+    assert scores == [0.0, 0.0, 0.0] and counts[status] == 3
+    assert time.perf_counter() - start < 5  # time-outs are bounded
+    err = capsys.readouterr().err
+    assert err.count("warning: reward") == 1 and message in err
+
+
+def test_a_good_reward_in_its_worker_scores_numbers_and_checks():
+    assert get_reward("test_reliability:numpy_score", timeout_s=5)("x", Example("p", "a")) == Check(0.5, "ok")
+
+
+def numpy_score(response, example):
+    import numpy as np
+
+    return np.float32(0.5)
+
+
+def test_a_run_with_a_flaky_reward_goes_on_and_counts_its_faults(tmp_path, capsys):
+    run_dir, _ = run(tmp_path, "train.steps=2", "task.reward=test_reliability:flaky", "task.reward_timeout=0.3")
+    records = metrics(run_dir)
+    assert [r["step"] for r in records] == [1, 2]
+    assert sum(r["reward/errors"] for r in records) > 0 and sum(r["reward/timeouts"] for r in records) > 0
+    assert capsys.readouterr().err.count("warning: reward") == 1

@@ -9,16 +9,12 @@ Model output is only ever parsed, never evaluated.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import re
-import signal
-import sys
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from multiprocessing.connection import Connection
+
+from entropic_rl.tasks.worker import Worker
 
 STATUSES = ("ok", "no_answer", "error", "timeout")
 
@@ -128,21 +124,12 @@ def check_number(response: str, gold: str) -> Check:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# MATH: math-verify in a worker process
+# MATH: math-verify in a worker process (tasks/worker.py says why a process)
 #
-# Why a process. math-verify bounds its own work with signal.alarm, which works only in the main thread (from
-# any other thread it raises ValueError) and only interrupts Python bytecode: for an answer such as
-# \boxed{10^{10^{10}}} sympy computes a huge integer inside one C call that holds the GIL, so neither an alarm nor
-# a watchdog thread gets control back (measured: still running after 60 s). Killing a process always works, from
-# any thread. So math-verify runs with its own time-outs off in one long-lived worker; the caller waits at most
-# timeout_s for the reply and on time-out kills the worker, which the next check replaces. On Linux the worker is
-# forked: a restart costs milliseconds and the worker sees the modules exactly as loaded (monkeypatches too, which
-# the tests rely on). Elsewhere fork is unsafe (macOS) or missing (Windows), so it is spawned: seconds to start,
-# but only once and after each time-out. A check costs one pipe round trip (~0.1 ms) on top of math-verify's own
-# milliseconds. Checks from several threads take turns on the one worker.
-
-_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
-_STARTUP_LIMIT_S = 120.0  # a spawned worker imports torch and sympy before it is ready; not part of timeout_s
+# math-verify bounds its own work with signal.alarm, which works only in the main thread and only interrupts
+# Python bytecode: for an answer such as \boxed{10^{10^{10}}} sympy computes a huge integer inside one C call that
+# holds the GIL (measured: still running after 60 s). So it runs with its own time-outs off in a worker that is
+# killed past the time limit. Its exceptions are never formatted: str() of a huge sympy expression can itself hang.
 
 
 @lru_cache(maxsize=1 << 14)
@@ -160,84 +147,13 @@ def _verify(gold: str, answer: str) -> bool:
     return bool(math_verify.verify(list(_parse(gold)), list(_parse(answer)), timeout_seconds=None, raise_on_error=True))
 
 
-def _serve(conn: Connection, parent_end: Connection) -> None:
-    """Worker loop: receive (gold, answer), reply (status, right) until the parent hangs up."""
-    parent_end.close()  # our copy of the parent's end, closed so that the parent's death reads as EOF here
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills this worker
+def _quiet_math_verify() -> None:
+    import math_verify  # noqa: F401  (a spawned worker imports it before it says it is ready)
+
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" warning: we enforce our own
-    conn.send("ready")
-    while True:
-        try:
-            gold, answer = conn.recv()
-        except EOFError:
-            return
-        try:
-            reply = ("ok", _verify(gold, answer))
-        except Exception:  # never format the exception: str() of a huge sympy expression can itself hang
-            reply = ("error", False)
-        conn.send(reply)
 
 
-class _Worker:
-    """The one checking process of this Python process, started on first use."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
-
-    def check(self, gold: str, answer: str, timeout_s: float) -> tuple[str, bool]:
-        with self._lock:
-            try:
-                conn = self._conn if self._conn is not None else self._start()
-                conn.send((gold, answer))
-                if not conn.poll(timeout_s):
-                    self._stop()
-                    return "timeout", False
-                return conn.recv()
-            except Exception:  # the worker died (out of memory, killed) or could not start: count it, retry next time
-                self._stop()
-                return "error", False
-            except BaseException:  # interrupted mid-request: the reply would be out of step with the next request
-                self._stop()
-                raise
-
-    def _start(self) -> Connection:
-        import math_verify  # noqa: F401  (loaded here once, so that each forked worker starts with it)
-
-        ctx = multiprocessing.get_context(_START_METHOD)
-        parent_end, child_end = ctx.Pipe()
-        process = ctx.Process(target=_serve, args=(child_end, parent_end), daemon=True, name="math-verify")
-        process.start()
-        child_end.close()
-        self._process, self._conn = process, parent_end
-        if not parent_end.poll(_STARTUP_LIMIT_S) or parent_end.recv() != "ready":
-            raise RuntimeError("math-verify worker did not start")
-        return parent_end
-
-    def _stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join()
-        if self._conn is not None:
-            self._conn.close()
-        self._process = self._conn = None
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._stop()
-
-    def _forget_after_fork(self) -> None:
-        """In a forked child the worker and the lock belong to the parent: drop them, a new one starts on use."""
-        self._lock = threading.Lock()
-        if self._conn is not None:
-            self._conn.close()
-        self._process = self._conn = None
-
-
-_WORKER = _Worker()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_WORKER._forget_after_fork)
+_WORKER = Worker(_verify, "math-verify", setup=_quiet_math_verify, describe=False)
 
 
 def shutdown() -> None:
@@ -270,5 +186,5 @@ def check_math(response: str, gold: str, timeout_s: float = 5.0) -> Check:
         gold_answer = gold
     if not gold_answer.strip():
         return Check(0.0, "error")
-    status, right = _WORKER.check(f"\\boxed{{{gold_answer}}}", f"\\boxed{{{answer}}}", timeout_s)
-    return Check(float(right and status == "ok"), status)
+    status, right = _WORKER.call((f"\\boxed{{{gold_answer}}}", f"\\boxed{{{answer}}}"), timeout_s)
+    return Check(float(status == "ok" and bool(right)), status)

@@ -18,12 +18,15 @@ class TaskConfig:
     answer_field: str = option("answer", "file: the reference answer's field")
     template: str = option("plain", "file: plain | boxed | a string containing {prompt}")
     reward: str | None = option(None, 'null: the task\'s own; a registered name or "module:function"')
+    reward_timeout: float = option(10.0, "seconds a module:function reward may take per response (else it scores 0)")
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, ("arithmetic", "worked", "countdown", "file"))
         if self.name == "file" and not self.path:
             raise ValueError("path is required when name is file")
         resolve_template(self.template)
+        if not self.reward_timeout > 0:
+            raise ValueError(f"reward_timeout must be > 0, got {self.reward_timeout}")
 
 
 def build_task(config: TaskConfig, seed: int):

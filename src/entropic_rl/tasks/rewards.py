@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
+import sys
 from collections import Counter
 from collections.abc import Callable
 
 from entropic_rl.tasks.checkers import Check, check_math, check_number
 from entropic_rl.tasks.example import Example
 from entropic_rl.tasks.safe_eval import UnsafeExpression, evaluate
+from entropic_rl.tasks.worker import Worker
 
 RewardFn = Callable[[str, Example], "float | Check"]
 
@@ -36,13 +40,51 @@ def gsm8k(response: str, example: Example) -> Check:
     return check_number(response, example.answer)
 
 
-def math(response: str, example: Example) -> Check:
+def math_answer(response: str, example: Example) -> Check:
     """MATH-style: the response's last ``\\boxed{}`` is equivalent to the reference answer
     (math-verify, gold first, under a time limit)."""
     return check_math(response, example.answer)
 
 
-REWARDS: dict[str, RewardFn] = {"exact": exact, "countdown": countdown, "gsm8k": gsm8k, "math": math}
+REWARDS: dict[str, RewardFn] = {"exact": exact, "countdown": countdown, "gsm8k": gsm8k, "math": math_answer}
+REWARD_TIMEOUT_S = 10.0  # the default time limit of a reward function given by import path, per response
+
+
+class UserReward:
+    """A reward function given as ``module:function``, called in a worker process (tasks/worker.py)
+    under a time limit per response. A call that raises, runs past the limit, or returns anything
+    but a finite number (None, NaN, a string, a list) scores 0 and counts as an error or a time-out;
+    the first such fault is reported once on stderr. It never stops or stalls a run."""
+
+    def __init__(self, name: str, fn: Callable, timeout_s: float = REWARD_TIMEOUT_S) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"task.reward_timeout must be > 0, got {timeout_s}")
+        self.name, self.timeout_s = name, timeout_s
+        self.worker = Worker(fn, f"reward {name}")
+        self.reported = False
+
+    def __call__(self, response: str, example: Example) -> Check:
+        status, result = self.worker.call((response, example), self.timeout_s)
+        if status == "timeout":
+            return self.fault("timeout", f"took longer than {self.timeout_s:g} s (task.reward_timeout)")
+        if status == "error":
+            return self.fault("error", f"raised {result}")
+        score = result.score if isinstance(result, Check) else result
+        if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
+            return self.fault(
+                "error", f"returned {str(result)[:80]!r} of type {type(result).__name__}, not a finite number"
+            )
+        return result if isinstance(result, Check) else Check(float(score), "ok")
+
+    def fault(self, status: str, what: str) -> Check:
+        if not self.reported:
+            self.reported = True
+            print(
+                f"warning: reward {self.name} {what}; such responses score 0 and are counted in "
+                "reward/errors and reward/timeouts (shown once)",
+                file=sys.stderr,
+            )
+        return Check(0.0, status)
 
 
 def score_responses(reward_fn: RewardFn, responses: list[str], examples: list[Example]) -> tuple[list[float], Counter]:
@@ -61,8 +103,9 @@ def score_responses(reward_fn: RewardFn, responses: list[str], examples: list[Ex
     return scores, statuses
 
 
-def get_reward(name: str) -> RewardFn:
-    """A registered reward by name, or ``"package.module:function"`` for your own."""
+def get_reward(name: str, timeout_s: float = REWARD_TIMEOUT_S) -> RewardFn:
+    """A registered reward by name, or ``"package.module:function"`` for your own (run under a time
+    limit of ``timeout_s`` seconds per response, see ``UserReward``)."""
     if name in REWARDS:
         return REWARDS[name]
     module_name, sep, attr = name.partition(":")
@@ -74,4 +117,4 @@ def get_reward(name: str) -> RewardFn:
         raise ValueError(f"task.reward: cannot import {name!r}: {exc}") from None
     if not callable(fn):
         raise ValueError(f"task.reward: {name!r} is not callable")
-    return fn
+    return UserReward(name, fn, timeout_s)

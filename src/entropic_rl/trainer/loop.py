@@ -41,7 +41,7 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
     torch.manual_seed(config.seed)
     device = choose_device(config.model.device)
     task = build_task(config.task, config.seed)
-    reward_fn = get_reward(config.task.reward or task.default_reward)
+    reward_fn = get_reward(config.task.reward or task.default_reward, config.task.reward_timeout)
     validation = validation_sets(config, task) if config.eval.every else {}
     model, tokenizer = load_policy(config.model, config.task, device, folder=checkpoint)
     reference = None
@@ -355,7 +355,7 @@ def validation_sets(config: Config, task) -> dict:
         return sets
     if config.task.name == "file":
         raise ValueError("eval.data: give the files to validate on (training on a file has no held-out part)")
-    reward_fn = get_reward(config.task.reward or task.default_reward)
+    reward_fn = get_reward(config.task.reward or task.default_reward, config.task.reward_timeout)
     return {config.task.name: (task.examples(HELD_OUT_POSITION, e.problems), reward_fn)}
 
 
