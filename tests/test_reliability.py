@@ -2,8 +2,10 @@
 resume, and a run that cannot go on stops with a message and a usable checkpoint."""
 
 import copy
+import importlib.util
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -300,3 +302,14 @@ def test_a_run_with_a_flaky_reward_goes_on_and_counts_its_faults(tmp_path, capsy
     assert [r["step"] for r in records] == [1, 2]
     assert sum(r["reward/errors"] for r in records) > 0 and sum(r["reward/timeouts"] for r in records) > 0
     assert capsys.readouterr().err.count("warning: reward") == 1
+
+
+def test_killed_runs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
+    """scripts/kill_trials.py, 4 trials (docs/reliability.md runs 20): SIGKILL at a random moment or
+    during a checkpoint write, then --resume."""
+    spec = importlib.util.spec_from_file_location("kill_trials", Path(__file__).parents[1] / "scripts/kill_trials.py")
+    kill_trials = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kill_trials)
+    results = kill_trials.run_trials(tmp_path, trials=4, seeds=1)
+    assert all(r["same_metrics"] for r in results), results
+    assert any("mid-checkpoint" in r["killed"] for r in results), results
