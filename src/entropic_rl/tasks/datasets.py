@@ -78,8 +78,12 @@ class FileTask:
         if path.suffix not in (".jsonl", ".json"):
             raise ValueError(f"{path}: expected a .jsonl or .parquet file")
         rows = []
-        with path.open(encoding="utf-8") as f:
-            for line_number, line in enumerate(f, start=1):
+        with path.open("rb") as f:
+            for line_number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{path}:{line_number}: not UTF-8 (byte {exc.start + 1} of the line)") from None
                 if not line.strip():
                     continue
                 try:

@@ -1,0 +1,90 @@
+"""Bad input, fuzzed: every configuration field with values of the wrong type, out of range, NaN or
+inf, unknown keys and methods; malformed YAML; broken data files. Each is one clear error (a
+ValueError naming the field or file and line; on the command line exit code 2, one line, no
+traceback) and writes nothing."""
+
+import dataclasses
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from entropic_rl.methods import method_class
+from entropic_rl.tasks.datasets import FileTask
+from entropic_rl.trainer.config import Config, load_config
+
+SECTIONS = {
+    f.name: f.default_factory() for f in dataclasses.fields(Config) if f.default_factory is not dataclasses.MISSING
+}
+FIELDS = sorted(
+    [f"{section}.{f.name}" for section, value in SECTIONS.items() for f in dataclasses.fields(value)]
+    + [f"method.{f.name}" for f in dataclasses.fields(method_class("entropic").config_class)]
+    + ["seed"]
+)
+VALUES = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e400", "[1, 2]", "{a: 1}", "null", "yes", "''", "x" * 300]),
+    st.text(max_size=20),
+    st.integers(min_value=-(10**20), max_value=10**20).map(str),
+    st.floats().map(repr),
+)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(field=st.sampled_from(FIELDS), value=VALUES)
+def test_any_value_of_any_field_loads_or_is_rejected_naming_the_field(field, value):
+    try:
+        load_config(overrides=[f"{field}={value}"])
+    except ValueError as exc:
+        assert field.split(".")[-1] in str(exc) or "method" in str(exc), (field, value, str(exc))
+
+
+@FUZZ
+@given(key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=20))
+def test_unknown_keys_are_rejected(key):
+    if key.strip(".") in FIELDS or key.strip(".") in SECTIONS or "" in key.split("."):
+        return
+    try:
+        load_config(overrides=[f"{key}=1"])
+    except ValueError as exc:
+        assert "field" in str(exc) or "section" in str(exc) or "expected" in str(exc), str(exc)
+    else:
+        raise AssertionError(f"{key}=1 was accepted")
+
+
+@FUZZ
+@given(text=st.text(max_size=200))
+def test_any_yaml_file_loads_or_names_the_file(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("yaml") / "config.yaml"
+    path.write_text(text)
+    try:
+        load_config(path)
+    except ValueError as exc:
+        assert "config.yaml" in str(exc), str(exc)
+
+
+LINES = st.one_of(
+    st.binary(max_size=60),
+    st.builds(
+        lambda d: json.dumps(d).encode(),
+        st.dictionaries(
+            st.sampled_from(["prompt", "answer", "question", "x"]),
+            st.one_of(st.text(max_size=5), st.integers(), st.none(), st.lists(st.integers(), max_size=2)),
+        ),
+    ),
+    st.just(b'{"prompt": "1+1=", "answer": "2"}'),
+    st.just(b"x" * 10_000_000),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(LINES, max_size=4))
+def test_any_data_file_loads_or_names_the_file_and_line(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    try:
+        task = FileTask(str(path))
+    except ValueError as exc:
+        assert "train.jsonl" in str(exc), str(exc)
+    else:
+        assert all(isinstance(e.prompt, str) and isinstance(e.answer, str) for e in task.examples_list)
