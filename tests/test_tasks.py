@@ -11,7 +11,8 @@ from entropic_rl.tasks import (
     WorkedAdditionTask,
     evaluate,
 )
-from entropic_rl.tasks.rewards import countdown, exact, get_reward
+from entropic_rl.tasks.checkers import Check
+from entropic_rl.tasks.rewards import UserReward, countdown, exact, get_reward
 
 
 def test_examples_are_a_deterministic_function_of_position():
@@ -82,7 +83,8 @@ def test_exact_reward_ignores_white_space():
 
 
 def test_reward_by_import_path_and_errors():
-    assert get_reward("entropic_rl.tasks.rewards:exact") is exact
+    by_path = get_reward("entropic_rl.tasks.rewards:exact")  # run in its worker, under a time limit
+    assert isinstance(by_path, UserReward) and by_path(" 2", Example("1+1=", "2")) == Check(1.0, "ok")
     with pytest.raises(ValueError, match=r"task\.reward: unknown reward 'nope'"):
         get_reward("nope")
     with pytest.raises(ValueError, match="cannot import"):
