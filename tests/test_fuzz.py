@@ -9,6 +9,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from entropic_rl.cli import main
 from entropic_rl.methods import method_class
 from entropic_rl.tasks.datasets import FileTask
 from entropic_rl.trainer.config import Config, load_config
@@ -88,3 +89,25 @@ def test_any_data_file_loads_or_names_the_file_and_line(tmp_path_factory, lines)
         assert "train.jsonl" in str(exc), str(exc)
     else:
         assert all(isinstance(e.prompt, str) and isinstance(e.answer, str) for e in task.examples_list)
+
+
+ARGUMENT = st.one_of(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.=-0123456789 ", max_size=15),
+    st.sampled_from(["--config", "--resume", "--seeds", "--methods", "--experiment", "--bogus", "-x", "=", "a=b=c"]),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(["train", "compare", "eval", "simulate", "plot"]), args=st.lists(ARGUMENT, max_size=4))
+def test_any_bad_command_line_is_exit_code_2_without_a_traceback(capsys, tmp_path_factory, command, args):
+    """Arguments that cannot all be valid (an unknown key is always added): exit code 2 and a message,
+    never a traceback, and nothing is trained."""
+    out = tmp_path_factory.mktemp("cli")
+    tail = ["not_a_field.x=1"] if command != "plot" else [str(out / "missing-run")]
+    try:
+        code = main([command, *args, *tail])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "error" in err, (command, args, err)
+    assert not any(out.iterdir())
