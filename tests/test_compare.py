@@ -101,3 +101,15 @@ def test_method_variants_set_fields_of_their_runs(tmp_path, cli_error):
     config = (tmp_path / "entropic:threshold=0.5-seed0" / "config.yaml").read_text()
     assert "threshold: 0.5" in config
     cli_error(["compare", "--methods", "grpo,grpo", "--out", str(tmp_path)], "listed twice")
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_is_not_silently_started_again(tmp_path):
+    compare(None, SMALL, ["grpo"], [0], tmp_path, eval_n=2, eval_problems=2)
+    run_dir = tmp_path / "grpo-seed0"
+    (run_dir / "heldout.json").unlink()
+    for manifest in (run_dir / "checkpoints").glob("step_*/manifest.json"):
+        manifest.unlink()  # e.g. checkpoints written before manifests existed
+    records = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match=r"no intact checkpoint to resume from: .*manifest\.json: missing"):
+        compare(None, SMALL, ["grpo"], [0], tmp_path, eval_n=2, eval_problems=2)
+    assert (run_dir / "metrics.jsonl").read_text() == records

@@ -31,7 +31,7 @@ from entropic_rl.evaluation import Sampling, evaluate_examples
 from entropic_rl.evaluation.statistics import below_verdict, format_ci
 from entropic_rl.models import choose_device, load_model
 from entropic_rl.tasks import build_task
-from entropic_rl.trainer.checkpoint import latest_checkpoint
+from entropic_rl.trainer.checkpoint import intact_checkpoint, latest_checkpoint
 from entropic_rl.trainer.config import Config, load_config
 from entropic_rl.trainer.logger import read_metrics
 from entropic_rl.trainer.loop import train, validation_sets
@@ -92,9 +92,11 @@ def method_overrides(method: str) -> list[str]:
 def train_once(config: Config, trail: list[str]) -> None:
     """Train the run to its last step: skipped when done, resumed when interrupted."""
     run_dir = config.run_dir()
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint, damaged = intact_checkpoint(run_dir)
     if checkpoint is not None and json.loads((checkpoint / "state.json").read_text())["step"] >= config.train.steps:
         return
+    if checkpoint is None and damaged:  # never start such a run again silently: its results would be lost
+        raise ValueError(f"{run_dir}: no intact checkpoint to resume from: {'; '.join(damaged)}")
     if checkpoint is None:  # killed before its first checkpoint: nothing to resume from
         for name in ("metrics.jsonl", "samples.jsonl"):
             (run_dir / name).unlink(missing_ok=True)
