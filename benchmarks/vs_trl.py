@@ -12,7 +12,15 @@ their completion tokens per second, and each ratio to the baseline's (< 1: faste
 
     python benchmarks/vs_trl.py                                   # the tiny Llama on CPU
     python benchmarks/vs_trl.py --workload smollm2 --steps 3 --skip 1 --repeats 1
-    python benchmarks/vs_trl.py --workload llama270m              # needs a GPU
+    python benchmarks/vs_trl.py --workload llama270m \
+        --runs trl,trl-entropic,trl-static,trl-bf16,grpo,entropic,grpo-static,grpo-fast,entropic-fast  # needs a GPU
+
+``--runs`` names the trainers (the baseline, ``trl``, always runs): ``trl`` and ``trl-entropic``
+(float32, dynamic KV cache), ``trl-static`` (TRL's ``cache_implementation="static"``) and ``trl-bf16``
+(TRL's ``bf16``; with both, TRL 1.16 fails: its static cache meets autocast's mixed dtypes); ``grpo`` and ``entropic``
+(the built-in trainer, float32, dynamic cache) and their ``-static`` (``rollout.cache=static``),
+``-bf16`` (``model.autocast=bfloat16``) and ``-fast`` (both) variants. A run that fails is
+reported and left out of the table.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +101,7 @@ def model_folder(workload: Workload, root: Path) -> Path:
     return folder
 
 
-def ours(workload: Workload, folder: Path, method: str, steps: int, out_dir: Path) -> list[dict]:
+def ours(workload: Workload, folder: Path, method: str, steps: int, out_dir: Path, extra: tuple = ()) -> list[dict]:
     """Per-step rollout, update and step times of ``entropic train``."""
     n = workload.prompts * workload.group
     task = (
@@ -116,6 +125,7 @@ def ours(workload: Workload, folder: Path, method: str, steps: int, out_dir: Pat
             "log.sample_every=0",
             f"log.save_every={steps}",
             "log.tensorboard=false",
+            *extra,
         ]
     )
     train(config)
@@ -126,7 +136,9 @@ def ours(workload: Workload, folder: Path, method: str, steps: int, out_dir: Pat
     ]
 
 
-def theirs(workload: Workload, folder: Path, trainer_class, config_class, steps: int, out_dir: Path) -> list[dict]:
+def theirs(
+    workload: Workload, folder: Path, trainer_class, config_class, steps: int, out_dir: Path, extra: tuple = ()
+) -> list[dict]:
     """Per-step rollout, update and step times of TRL's trainer: TRL's own ``step_time``, and the
     time of its generation (``_generate_and_score_completions``) measured around it."""
     if workload.task == "arithmetic":
@@ -156,7 +168,8 @@ def theirs(workload: Workload, folder: Path, trainer_class, config_class, steps:
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=BF16 in extra,
+        cache_implementation="static" if STATIC in extra else None,
         gradient_checkpointing=False,  # TRL's GRPOConfig turns it on; the built-in trainer's default is off
         seed=0,
         disable_tqdm=True,
@@ -179,26 +192,60 @@ def theirs(workload: Workload, folder: Path, trainer_class, config_class, steps:
     return [{"rollout": r, "update": s - r, "step": s} for r, s in zip(rollouts, steps_seen, strict=True)]
 
 
+STATIC, BF16 = "rollout.cache=static", "model.autocast=bfloat16"
+PARTS = ("rollout", "update", "step")
+
+
+def trainers(workload: Workload, steps: int) -> dict:
+    """``{key: (name, run(folder, out_dir))}`` of every trainer ``--runs`` can name."""
+    runs = {
+        "trl": ("TRL GRPOTrainer", lambda f, d: theirs(workload, f, GRPOTrainer, GRPOConfig, steps, d)),
+        "trl-entropic": (
+            "TRL EntroPICGRPOTrainer",
+            lambda f, d: theirs(workload, f, EntroPICGRPOTrainer, EntroPICGRPOConfig, steps, d),
+        ),
+        "trl-static": (
+            "TRL GRPOTrainer, static cache",
+            lambda f, d: theirs(workload, f, GRPOTrainer, GRPOConfig, steps, d, STATIC),
+        ),
+        "trl-bf16": (
+            "TRL GRPOTrainer, bf16",
+            lambda f, d: theirs(workload, f, GRPOTrainer, GRPOConfig, steps, d, BF16),
+        ),
+    }
+    for method in ("grpo", "entropic"):
+        for suffix, extra, label in (
+            ("", (), ""),
+            ("-static", (STATIC,), ", static cache"),
+            ("-bf16", (BF16,), ", bf16 autocast"),
+            ("-fast", (STATIC, BF16), ", bf16 autocast + static cache"),
+        ):
+            runs[method + suffix] = (
+                f"entropic train, {method}{label}",
+                lambda f, d, m=method, e=extra: ours(workload, f, m, steps, d, e),
+            )
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", choices=WORKLOADS, default="tiny")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", default="trl,trl-entropic,grpo,entropic", help="comma-separated trainer keys")
     args = parser.parse_args()
     if args.workload == "llama270m" and not torch.cuda.is_available():
         raise SystemExit("error: --workload llama270m needs a GPU")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     workload = WORKLOADS[args.workload]
-    runs = {
-        "TRL GRPOTrainer": lambda f, d: theirs(workload, f, GRPOTrainer, GRPOConfig, args.steps, d),
-        "TRL EntroPICGRPOTrainer": lambda f, d: theirs(
-            workload, f, EntroPICGRPOTrainer, EntroPICGRPOConfig, args.steps, d
-        ),
-        "entropic train, grpo": lambda f, d: ours(workload, f, "grpo", args.steps, d),
-        "entropic train, entropic": lambda f, d: ours(workload, f, "entropic", args.steps, d),
-    }
+    available = trainers(workload, args.steps)
+    keys = ["trl", *(k for k in args.runs.split(",") if k != "trl")]
+    unknown = [k for k in keys if k not in available]
+    if unknown:
+        raise SystemExit(f"error: --runs: unknown {', '.join(unknown)}; known: {', '.join(available)}")
+    runs = dict(available[k] for k in keys)
     times: dict[str, list[dict]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
         folder = model_folder(workload, Path(tmp))
@@ -206,10 +253,14 @@ def main() -> None:
         for repeat in range(args.repeats):
             order = list(runs.items()) if repeat % 2 == 0 else list(runs.items())[::-1]  # no favoured position
             for i, (name, run) in enumerate(order):
-                steps = run(folder, Path(tmp) / f"run-{repeat}-{i}")[args.skip :]
+                try:
+                    steps = run(folder, Path(tmp) / f"run-{repeat}-{i}")[args.skip :]
+                except Exception:  # one trainer failing must not lose the others' numbers
+                    print(f"repeat {repeat} {name}: FAILED\n{traceback.format_exc()}", file=sys.stderr)
+                    continue
                 times[name] += steps
-                median = statistics.median(s["step"] for s in steps)
-                print(f"repeat {repeat} {name}: median step {median:.3f} s", file=sys.stderr)
+                medians = " ".join(f"{p} {statistics.median(s[p] for s in steps):.3f} s" for p in PARTS)
+                print(f"repeat {repeat} {name}: medians {medians}", file=sys.stderr, flush=True)
 
     tokens = workload.prompts * workload.group * workload.tokens
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
@@ -219,14 +270,18 @@ def main() -> None:
         f"transformers {transformers.__version__}, trl {trl.__version__}; medians of {args.repeats} x "
         f"{args.steps - args.skip} steps"
     )
-    parts = ("rollout", "update", "step")
-    base = {part: statistics.median(s[part] for s in times["TRL GRPOTrainer"]) for part in parts}
+    if not times["TRL GRPOTrainer"]:
+        raise SystemExit("error: the baseline (TRL GRPOTrainer) failed; no ratios")
+    base = {part: statistics.median(s[part] for s in times["TRL GRPOTrainer"]) for part in PARTS}
     header = ["run", "rollout s", "update s", "step s", "tokens/s", "rollout ratio", "update ratio", "step ratio"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name, steps in times.items():
-        median = {part: statistics.median(s[part] for s in steps) for part in parts}
-        cells = [name, *(f"{median[p]:.3f}" for p in parts), f"{tokens / median['step']:.0f}"]
-        cells += [f"{median[p] / base[p]:.3f}" for p in parts]
+        if not steps:
+            print(f"| {name} | failed |")
+            continue
+        median = {part: statistics.median(s[part] for s in steps) for part in PARTS}
+        cells = [name, *(f"{median[p]:.3f}" for p in PARTS), f"{tokens / median['step']:.0f}"]
+        cells += [f"{median[p] / base[p]:.3f}" for p in PARTS]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from entropic_rl.cli import main
-from entropic_rl.models import char_tokenizer, generate, load_policy, response_logprobs
+from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, response_logprobs
+from entropic_rl.models.sampling import RejectNonFinite
 from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
 
@@ -333,3 +334,58 @@ def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_pa
     _, loaded = load_policy(config.model, config.task, torch.device("cpu"))
     ids = format_prompts(loaded, ["1+1"], "auto")["input_ids"][0].tolist()
     assert loaded.decode(ids, skip_special_tokens=True) == "1+1="  # the chat template was applied
+
+
+def test_static_cache_samples_what_the_dynamic_cache_samples(tmp_path):
+    """rollout.cache=static pads prompts to a multiple of 32 for the fixed-size cache and strips that
+    padding again: same responses, same sequences, same log-probs."""
+    config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path}"])
+    model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
+    prompts = ["3+4=", "12+5=", "1+1="]
+    rollouts = []
+    for cache in ("dynamic", "static"):
+        torch.manual_seed(0)
+        rollouts.append(generate(model, tokenizer, prompts, temperature=1.0, top_p=1.0, max_new_tokens=6, cache=cache))
+    dynamic, static = rollouts
+    assert static.responses == dynamic.responses
+    assert torch.equal(static.sequences, dynamic.sequences)
+    assert torch.equal(static.attention_mask, dynamic.attention_mask)
+    assert static.attention_mask[:, 0].any()  # no column of padding alone
+
+
+def test_static_cache_and_bfloat16_autocast_train(tmp_path):
+    run_dir, _ = run(tmp_path, "train.steps=2", "rollout.cache=static", "model.autocast=bfloat16")
+    records = metrics(run_dir)
+    assert len(records) == 2 and all(math.isfinite(v) for r in records for v in r.values())
+    config = load_config(overrides=TINY)
+    model, _ = load_policy(config.model, config.task, torch.device("cpu"), folder=latest_checkpoint(run_dir))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # autocast leaves the weights in float32
+
+
+def test_autocast_computes_log_probs_and_entropies_in_float32(tmp_path):
+    config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path}"])
+    model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
+    rollout = generate(model, tokenizer, ["3+4="], temperature=1.0, top_p=1.0, max_new_tokens=4)
+    with autocast("bfloat16", torch.device("cpu")):
+        log_prob, entropy = response_logprobs(
+            model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1], 1.0
+        )
+    assert log_prob.dtype == entropy.dtype == torch.float32
+    with torch.no_grad():
+        exact, _ = response_logprobs(
+            model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1], 1.0
+        )
+    torch.testing.assert_close(log_prob.detach(), exact, atol=0.1, rtol=0.05)  # bfloat16 products: close, not equal
+
+
+def test_non_finite_logits_are_noted_without_stopping_the_sampler():
+    reject = RejectNonFinite()
+    scores = torch.tensor([[0.5, -math.inf, 1.0], [0.0, math.nan, 1.0], [math.inf, 0.0, 0.0]])
+    out = reject(None, scores)
+    assert torch.equal(out[0], scores[0])  # -inf (a masked token) passes
+    assert torch.equal(out[1:], torch.zeros(2, 3))  # rows the sampler could not use become uniform
+    with pytest.raises(FloatingPointError, match="non-finite logits while sampling"):
+        reject.check()
+    clean = RejectNonFinite()
+    clean(None, scores[:1])
+    clean.check()

@@ -4,7 +4,7 @@ share."""
 
 from entropic_rl.models.config import ModelConfig
 from entropic_rl.models.embedded import char_tokenizer
-from entropic_rl.models.loading import choose_device, load_model, load_tokenizer, resolve_model_path
+from entropic_rl.models.loading import autocast, choose_device, load_model, load_tokenizer, resolve_model_path
 from entropic_rl.models.policy import load_policy
 from entropic_rl.models.sampling import (
     Rollout,
@@ -18,6 +18,7 @@ from entropic_rl.models.sampling import (
 __all__ = [
     "ModelConfig",
     "Rollout",
+    "autocast",
     "char_tokenizer",
     "check_sampling",
     "choose_device",

@@ -28,6 +28,12 @@ def choose_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast(name: str, device: torch.device) -> torch.autocast:
+    """The ``model.autocast`` context: ``bfloat16`` runs matrix products in bfloat16 over float32
+    weights (log-probs and entropies are still computed in float32); ``none`` changes nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bfloat16")
+
+
 def load_model(folder: str | Path, dtype: str, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A causal LM and its tokenizer (left padding, the EOS token as pad when there is none)."""
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))

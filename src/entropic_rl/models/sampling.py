@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -36,26 +37,40 @@ class Rollout:
         return self.sequences.shape[1] - self.response_mask.shape[1]
 
 
-def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_template: str) -> dict:
+def format_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_template: str, pad_to_multiple_of: int | None = None
+) -> dict:
     """Tokenised, left-padded prompts: through the chat template when the tokenizer has one and
     ``chat_template`` is ``auto``, else as plain text with the tokenizer's special tokens."""
+    padding = {"padding": True, "pad_to_multiple_of": pad_to_multiple_of}
     if chat_template == "auto" and getattr(tokenizer, "chat_template", None):
         texts = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
             for p in prompts
         ]
-        return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    return tokenizer(prompts, return_tensors="pt", padding=True)
+        return tokenizer(texts, return_tensors="pt", add_special_tokens=False, **padding)
+    return tokenizer(prompts, return_tensors="pt", **padding)
 
 
 class RejectNonFinite(LogitsProcessor):
-    """Raises ``FloatingPointError`` on NaN or +inf logits, before the sampler meets them (top-p and
-    min_new_tokens set -inf on purpose, so -inf passes)."""
+    """Notes NaN or +inf logits (top-p and min_new_tokens set -inf on purpose, so -inf passes)
+    without waiting for the device at every token: such a row's scores become zeros so that the
+    sampler can go on, and ``check()`` raises ``FloatingPointError`` once sampling is over."""
+
+    def __init__(self) -> None:
+        self.seen: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if torch.isnan(scores).any() or torch.isposinf(scores).any():
+        bad = (torch.isnan(scores) | torch.isposinf(scores)).any(-1, keepdim=True)
+        self.seen = bad.any() if self.seen is None else self.seen | bad.any()
+        return scores.masked_fill(bad, 0.0)
+
+    def check(self) -> None:
+        if self.seen is not None and bool(self.seen):
             raise FloatingPointError("the model gave non-finite logits while sampling")
-        return scores
+
+
+STATIC_PROMPT_MULTIPLE = 32
 
 
 @torch.no_grad()
@@ -69,11 +84,15 @@ def generate(
     max_new_tokens: int,
     min_new_tokens: int = 0,
     chat_template: str = "auto",
+    cache: str = "dynamic",
 ) -> Rollout:
     """Sample one response per prompt (repeat prompts for groups), with the KV cache;
     ``min_new_tokens`` holds back <eos> until a response has that many tokens. Non-finite logits
-    raise ``FloatingPointError``."""
-    encoded = format_prompts(tokenizer, prompts, chat_template).to(model.device)
+    raise ``FloatingPointError``. ``cache="static"``: a fixed-size KV cache, which transformers
+    compiles decoding for on a GPU; prompts are padded to a multiple of ``STATIC_PROMPT_MULTIPLE``
+    tokens so that a few cache shapes (compilations) serve every step."""
+    multiple = STATIC_PROMPT_MULTIPLE if cache == "static" else None
+    encoded = format_prompts(tokenizer, prompts, chat_template, multiple).to(model.device)
     # An explicit config, so a model's own generation defaults (top_k, penalties) do not apply.
     config = GenerationConfig(
         do_sample=True,
@@ -85,20 +104,29 @@ def generate(
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         use_cache=True,
+        cache_implementation="static" if cache == "static" else None,
     )
     was_training = model.training
     model.eval()
+    # transformers' static cache holds one dtype, which autocast's mixed keys and values break:
+    # with it, sampling stays in the weights' dtype
+    mixed = torch.autocast(model.device.type, enabled=False) if cache == "static" else contextlib.nullcontext()
+    reject = RejectNonFinite()
     try:
-        sequences = model.generate(
-            **encoded, generation_config=config, logits_processor=LogitsProcessorList([RejectNonFinite()])
-        )
+        with mixed:
+            sequences = model.generate(
+                **encoded, generation_config=config, logits_processor=LogitsProcessorList([reject])
+            )
     finally:
         model.train(was_training)
+    reject.check()
     prompt_length = encoded["input_ids"].shape[1]
     response = sequences[:, prompt_length:]
     is_eos = response == tokenizer.eos_token_id
     response_mask = ((is_eos.long().cumsum(-1) - is_eos.long()) == 0).long()  # up to and including <eos>
     attention_mask = torch.cat([encoded["attention_mask"], response_mask], dim=1)
+    first = int(attention_mask.any(0).nonzero()[0])  # padding added for the static cache: not trained on
+    sequences, attention_mask = sequences[:, first:], attention_mask[:, first:]
     texts = tokenizer.batch_decode(
         response * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True
     )

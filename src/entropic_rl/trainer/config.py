@@ -44,8 +44,12 @@ class RolloutConfig:
         14, "longest response (the embedded default's longest, 99+99=198, is 9 tokens before spaces)"
     )
     min_new_tokens: int = option(0, "no <eos> before this many tokens (benchmarks: max_new_tokens, full length)")
+    cache: str = option(
+        "dynamic", "KV cache while sampling: dynamic | static (fixed size; on a GPU transformers compiles decoding)"
+    )
 
     def __post_init__(self) -> None:
+        check_choice("cache", self.cache, ("dynamic", "static"))
         check_at_least("prompts_per_step", self.prompts_per_step, 1)
         check_at_least("group_size", self.group_size, 2)
         check_at_least("max_new_tokens", self.max_new_tokens, 1)

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from entropic_rl.core import agg_denominator, aggregate, token_logprobs_and_entropy
 from entropic_rl.evaluation import Sampling, data_name, validation_metrics
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
-from entropic_rl.models import choose_device, generate, load_policy, response_logits, response_logprobs
+from entropic_rl.models import autocast, choose_device, generate, load_policy, response_logits, response_logprobs
 from entropic_rl.tasks import FileTask, build_task, get_reward, score_responses
 from entropic_rl.trainer.checkpoint import intact_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from entropic_rl.trainer.config import Config, dump_config
@@ -81,9 +81,10 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
             examples = task.examples(data_position, config.rollout.prompts_per_step)
             data_position += len(examples)
             try:
-                metrics, rollout, rewards = train_step(
-                    config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn
-                )
+                with autocast(config.model.autocast, device):
+                    metrics, rollout, rewards = train_step(
+                        config, model, reference, tokenizer, method, optimizer, scheduler, examples, reward_fn
+                    )
                 consecutive, probe = 0, rollout
                 description = f"entropy {metrics['entropy/mean']:.3f} accuracy {metrics['reward/accuracy']:.2f}"
             except FloatingPointError as fault:  # nothing of the step was applied
@@ -96,7 +97,8 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
                     ) from None
             metrics["optim/skipped_steps"] = float(skipped)
             if rollout is not None and validation and (step % config.eval.every == 0 or step == t.steps):
-                metrics.update(validate(config, model, tokenizer, validation))
+                with autocast(config.model.autocast, device):
+                    metrics.update(validate(config, model, tokenizer, validation))
             logger.log(step, metrics)
             if rollout is not None and config.log.sample_every and step % config.log.sample_every == 0:
                 logger.samples(step, examples, rollout.responses, rewards, config.rollout.group_size)
@@ -182,6 +184,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
         max_new_tokens=r.max_new_tokens,
         min_new_tokens=r.min_new_tokens,
         chat_template=config.model.chat_template,
+        cache=r.cache,
     )
     scores, checks = score_responses(reward_fn, rollout.responses, [e for e in examples for _ in range(r.group_size)])
     rewards = torch.tensor(scores)
