@@ -1,12 +1,14 @@
-"""Kill `entropic train` with SIGKILL at random moments and check that resuming loses nothing.
+"""Kill `entropic train`, or TRL's `EntroPICGRPOTrainer`, with SIGKILL at random moments and check
+that resuming loses nothing.
 
 Each trial starts a short run, kills it (at a random moment, or as soon as a checkpoint write has
-begun), resumes it with `entropic train --resume` (or starts it again when no checkpoint was written
-yet), and compares its metrics.jsonl, timings aside, with an uninterrupted run of the same seed.
-Every checkpoint is written (log.save_every=1), so random kills land in rollouts, updates and
-checkpoint writes alike.
+begun), resumes it (`entropic train --resume`; TRL: `train(resume_from_checkpoint=True)`), or starts
+it again when no checkpoint was written yet, and compares its metrics, timings aside, with an
+uninterrupted run of the same seed (TRL: its log history and the controller's final state).
+Every step is checkpointed, so random kills land in rollouts, updates and checkpoint writes alike.
 
     .venv/bin/python scripts/kill_trials.py --trials 20 --seeds 3      # docs/reliability.md
+    .venv/bin/python scripts/kill_trials.py --trainer trl --trials 10 --seeds 2
 
 Prints one line per trial and a summary; exit code 1 if any trial ended with other metrics.
 """
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 STEPS = 10
 # A small, fast run of the embedded model on 1-digit addition (as the tests use).
@@ -45,74 +49,194 @@ RUN = [
 ENTROPIC = [sys.executable, "-m", "entropic_rl.cli", "train"]
 
 
+TRL_STATE = "entropic_controller.json"  # integrations/state_file.py: written last in a TRL checkpoint
+
+
 def untimed_metrics(run_dir: Path) -> list[dict]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in records]
 
 
-def train(args: list[str]) -> None:
-    subprocess.run([*ENTROPIC, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+class Entropic:
+    """`entropic train`: metrics.jsonl per step, checkpoints written to .tmp-step_* then renamed."""
+
+    @staticmethod
+    def command(run_dir: Path, seed: int, resume: bool) -> list[str]:
+        return (
+            [*ENTROPIC, "--resume", str(run_dir)]
+            if resume
+            else [*ENTROPIC, *RUN, f"seed={seed}", f"log.out_dir={run_dir}"]
+        )
+
+    @staticmethod
+    def progress(run_dir: Path) -> int:
+        path = run_dir / "metrics.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    @staticmethod
+    def writing(run_dir: Path) -> set[str]:
+        return {p.name for p in (run_dir / "checkpoints").glob(".tmp-step_*")}
+
+    @staticmethod
+    def resumable(run_dir: Path) -> list[str]:
+        return sorted(p.name for p in (run_dir / "checkpoints").glob("step_*")) if run_dir.exists() else []
+
+    result = staticmethod(untimed_metrics)
+
+    @staticmethod
+    def step_time(run_dir: Path, wall: float) -> float:
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return 1.5 * sum(r["perf/step_time"] for r in records) / len(records)  # with its checkpoint
 
 
-def logged_steps(run_dir: Path) -> int:
-    path = run_dir / "metrics.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
+class TRL:
+    """`EntroPICGRPOTrainer` on a tiny Llama (this script's --trl-worker): checkpoint-N folders, the
+    controller's state written last in each; the result is the log history and the final state."""
+
+    @staticmethod
+    def command(run_dir: Path, seed: int, resume: bool) -> list[str]:
+        return [sys.executable, __file__, "--trl-worker", str(run_dir), "--seed", str(seed), *(["--resume"] * resume)]
+
+    @staticmethod
+    def progress(run_dir: Path) -> int:
+        return max((int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*")), default=0)
+
+    @staticmethod
+    def writing(run_dir: Path) -> set[str]:
+        return {p.name for p in run_dir.glob("checkpoint-*") if not (p / TRL_STATE).exists()}
+
+    @staticmethod
+    def resumable(run_dir: Path) -> list[str]:
+        return sorted(p.name for p in run_dir.glob("checkpoint-*") if (p / TRL_STATE).exists())
+
+    @staticmethod
+    def result(run_dir: Path) -> dict:
+        return json.loads((run_dir / "result.json").read_text())
+
+    @staticmethod
+    def step_time(run_dir: Path, wall: float) -> float:
+        return wall / STEPS  # start-up included: the tiny model's steps take less than importing TRL
 
 
-def kill_once(run_dir: Path, seed: int, mode: str, rng: random.Random, step_time: float) -> str:
+def trl_worker(run_dir: Path, seed: int, resume: bool) -> None:
+    """Train (or resume) the TRL run; write its untimed log history and the controller's state."""
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainerState
+
+    from entropic_rl.integrations.state_file import load_method_state
+    from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
+    from entropic_rl.models import char_tokenizer
+
+    tokenizer = char_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    args = EntroPICGRPOConfig(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=6,
+        max_steps=STEPS,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=1,
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=True,
+        seed=seed,
+        disable_tqdm=True,
+        entropic_threshold=0.05,
+        entropic_kp=0.1,
+    )
+    data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(10) for b in range(10)]})
+    trainer = EntroPICGRPOTrainer(model, first_digit_is_even, args=args, train_dataset=data, processing_class=tokenizer)
+    try:
+        trainer.train(resume_from_checkpoint=True if resume else None)
+    except ValueError as exc:  # killed after its last checkpoint: the run was complete
+        if "nothing to train" not in str(exc):
+            raise
+        trainer.state = TrainerState.load_from_json(str(run_dir / f"checkpoint-{STEPS}" / "trainer_state.json"))
+        load_method_state(run_dir / f"checkpoint-{STEPS}", trainer.method)
+    # timings aside, and the closing train_loss: the mean over the steps this process ran, not the run
+    timed = ("time", "per_second", "train_loss")
+    log = [{k: v for k, v in e.items() if not any(t in k for t in timed)} for e in trainer.state.log_history]
+    (run_dir / "result.json").write_text(json.dumps({"log": log, "state": trainer.method.state_dict()}))
+
+
+def first_digit_is_even(completions, **kwargs) -> list[float]:
+    return [float(c[:1] in "02468" and c[:1] != "") for c in completions]
+
+
+def train(trainer, run_dir: Path, seed: int, resume: bool = False) -> None:
+    subprocess.run(
+        trainer.command(run_dir, seed, resume), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def kill_once(trainer, run_dir: Path, seed: int, mode: str, rng: random.Random, step_time: float) -> str:
     """Starts the run and SIGKILLs it: in ``random`` mode at a random moment of a random step (its
     rollout, update or checkpoint), in ``checkpoint`` mode during a random checkpoint write.
     Returns where it was killed."""
     process = subprocess.Popen(
-        [*ENTROPIC, *RUN, f"seed={seed}", f"log.out_dir={run_dir}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        trainer.command(run_dir, seed, resume=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     target, seen = rng.randint(0, STEPS - 1), set()
     while process.poll() is None:
-        if mode == "random" and logged_steps(run_dir) >= target:
+        if mode == "random" and trainer.progress(run_dir) >= target:
             time.sleep(rng.uniform(0, step_time))
             break
         if mode == "checkpoint":
-            seen.update(p.name for p in (run_dir / "checkpoints").glob(".tmp-step_*"))
+            seen.update(trainer.writing(run_dir))
             if len(seen) > target:
                 break
         time.sleep(0.001)
-    writing = any((run_dir / "checkpoints").glob(".tmp-step_*"))
+    writing = bool(trainer.writing(run_dir))
     process.send_signal(signal.SIGKILL)
     process.wait()
-    return f"after {logged_steps(run_dir)} logged steps" + (", mid-checkpoint" if writing else "")
+    return f"after {trainer.progress(run_dir)} steps" + (", mid-checkpoint" if writing else "")
 
 
-def trial(out: Path, index: int, seed: int, mode: str, reference: Path, step_time: float) -> dict:
+def trial(trainer, out: Path, index: int, seed: int, mode: str, reference: Path, step_time: float) -> dict:
     run_dir = out / f"trial{index:02d}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    killed = kill_once(run_dir, seed, mode, random.Random(index), step_time)
-    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*")) if run_dir.exists() else []
+    killed = kill_once(trainer, run_dir, seed, mode, random.Random(index), step_time)
+    checkpoints = trainer.resumable(run_dir)
     if checkpoints:
-        train(["--resume", str(run_dir)])
+        train(trainer, run_dir, seed, resume=True)
         resumed = f"resumed from the newest of {checkpoints}"
     else:  # killed before its first checkpoint: nothing to resume, start again
         shutil.rmtree(run_dir, ignore_errors=True)
-        train([*RUN, f"seed={seed}", f"log.out_dir={run_dir}"])
+        train(trainer, run_dir, seed)
         resumed = "no checkpoint yet: started again"
-    same = untimed_metrics(run_dir) == untimed_metrics(reference)
+    same = trainer.result(run_dir) == trainer.result(reference)
     return {"trial": index, "seed": seed, "mode": mode, "killed": killed, "resume": resumed, "same_metrics": same}
 
 
-def run_trials(out: Path, trials: int, seeds: int) -> list[dict]:
+def run_trials(out: Path, trials: int, seeds: int, trainer=Entropic) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     references, step_times = {}, {}
     for seed in range(seeds):
         references[seed] = out / f"reference-seed{seed}"
         shutil.rmtree(references[seed], ignore_errors=True)
-        train([*RUN, f"seed={seed}", f"log.out_dir={references[seed]}"])
-        records = [json.loads(line) for line in (references[seed] / "metrics.jsonl").read_text().splitlines()]
-        step_times[seed] = 1.5 * sum(r["perf/step_time"] for r in records) / len(records)  # with its checkpoint
+        start = time.perf_counter()
+        train(trainer, references[seed], seed)
+        step_times[seed] = trainer.step_time(references[seed], time.perf_counter() - start)
     results = []
     for index in range(trials):
         seed, mode = index % seeds, ("random", "checkpoint")[index % 2]
-        result = trial(out, index, seed, mode, references[seed], step_times[seed])
+        result = trial(trainer, out, index, seed, mode, references[seed], step_times[seed])
         print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
         results.append(result)
     return results
@@ -122,10 +246,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default="runs/kill-trials")
+    parser.add_argument("--out", default=None, help="default: runs/kill-trials (TRL: runs/kill-trials-trl)")
+    parser.add_argument("--trainer", choices=["entropic", "trl"], default="entropic")
+    parser.add_argument("--trl-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.trl_worker:
+        trl_worker(args.trl_worker, args.seed, args.resume)
+        return 0
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    results = run_trials(Path(args.out), args.trials, args.seeds)
+    trainer = TRL if args.trainer == "trl" else Entropic
+    out = Path(args.out or ("runs/kill-trials-trl" if trainer is TRL else "runs/kill-trials"))
+    results = run_trials(out, args.trials, args.seeds, trainer)
     passed = sum(r["same_metrics"] for r in results)
     mid = sum("mid-checkpoint" in r["killed"] for r in results)
     print(

@@ -109,6 +109,17 @@ def test_a_numerical_fault_skips_the_step_changes_nothing_and_the_run_goes_on(
     assert latest_checkpoint(run_dir).name == "step_000004"
 
 
+def test_a_skipped_first_step_after_resume_still_checkpoints(tmp_path, monkeypatch):
+    """No step has changed the weights since they were loaded, so they are saved unchecked."""
+    run_dir, _ = run(tmp_path, "train.steps=2", *ENTROPIC)
+    config = load_config(overrides=[*TINY, *ENTROPIC, "train.steps=4", "log.save_every=1", f"log.out_dir={run_dir}"])
+    faulty_steps(monkeypatch, "gradients", {1})  # step 3, the first after resuming, and a save step
+    train(config, resume=True)
+    records = metrics(run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and records[2]["optim/skipped"] == 1.0
+    assert latest_checkpoint(run_dir).name == "step_000004"
+
+
 def test_steps_in_a_row_skipped_stop_the_run_with_a_usable_checkpoint(tmp_path, monkeypatch, capsys):
     raised = faulty_steps(monkeypatch, "gradients", {3, 4, 5})
     out = tmp_path / "run"
@@ -304,12 +315,27 @@ def test_a_run_with_a_flaky_reward_goes_on_and_counts_its_faults(tmp_path, capsy
     assert capsys.readouterr().err.count("warning: reward") == 1
 
 
-def test_killed_runs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
-    """scripts/kill_trials.py, 4 trials (docs/reliability.md runs 20): SIGKILL at a random moment or
-    during a checkpoint write, then --resume."""
+def load_kill_trials():
     spec = importlib.util.spec_from_file_location("kill_trials", Path(__file__).parents[1] / "scripts/kill_trials.py")
     kill_trials = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kill_trials)
-    results = kill_trials.run_trials(tmp_path, trials=4, seeds=1)
+    return kill_trials
+
+
+def test_killed_runs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
+    """scripts/kill_trials.py, 4 trials (docs/reliability.md runs 20): SIGKILL at a random moment or
+    during a checkpoint write, then --resume."""
+    results = load_kill_trials().run_trials(tmp_path, trials=4, seeds=1)
     assert all(r["same_metrics"] for r in results), results
     assert any("mid-checkpoint" in r["killed"] for r in results), results
+
+
+@pytest.mark.slow
+def test_killed_trl_runs_resume_the_controller_exactly(tmp_path):
+    """The same for TRL's EntroPICGRPOTrainer: killed mid-checkpoint (TRL's files written, the
+    controller's not yet), resume_from_checkpoint=True takes the previous complete checkpoint, and
+    the log history and the controller's final state equal the uninterrupted run's."""
+    kill_trials = load_kill_trials()
+    results = kill_trials.run_trials(tmp_path, trials=2, seeds=1, trainer=kill_trials.TRL)
+    assert all(r["same_metrics"] for r in results), results
+    assert "mid-checkpoint" in results[1]["killed"], results

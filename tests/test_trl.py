@@ -343,3 +343,25 @@ def test_micro_batches_of_an_optimizer_step_make_one_window(tmp_path):
     assert trainer.state.global_step == 3
     assert trainer.method.controller.steps == 3
     assert len(logged(trainer, "entropic/alpha")) == 3
+
+
+def test_resume_true_passes_over_a_checkpoint_cut_short(tmp_path, capsys):
+    """The controller's file is written after TRL's: a folder without it (killed mid-save) is not resumed from."""
+    make_trainer(tmp_path, save_strategy="steps", save_steps=1).train()
+    out = tmp_path / "out"
+    (out / "checkpoint-2" / STATE_FILE).unlink()  # as if killed while checkpoint-2 was written
+    resumed = make_trainer(tmp_path, steps=3)
+    resumed.train(resume_from_checkpoint=True)
+    assert f"passing over {out / 'checkpoint-2'}" in capsys.readouterr().err
+    assert resumed.method.controller.steps == 3.0  # checkpoint-1's one step, then steps 2 and 3
+    for folder in out.glob("checkpoint-*"):
+        (folder / STATE_FILE).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        make_trainer(tmp_path, steps=3).train(resume_from_checkpoint=True)
+
+
+def test_resuming_a_finished_run_is_refused(tmp_path):
+    """transformers would train one step past max_steps; nothing is changed instead."""
+    make_trainer(tmp_path, save_strategy="steps", save_steps=1).train()
+    with pytest.raises(ValueError, match="checkpoint-2 is at step 2 and max_steps is 2: nothing to train"):
+        make_trainer(tmp_path).train(resume_from_checkpoint=True)

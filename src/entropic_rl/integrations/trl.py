@@ -20,7 +20,9 @@ How it maps onto TRL (docs/trl.md has the user-facing version):
     the loss, summed over the micro-batches of an optimizer step: alpha of step k comes from step
     k - 1, and the first step uses alpha = 0. That saves a forward pass.
   Either way the sums are all-reduced across processes first, so every process holds the same alpha.
-- The method's state is saved in every TRL checkpoint and restored by ``resume_from_checkpoint``.
+- The method's state is saved in every TRL checkpoint, after TRL's own files, and restored by
+  ``resume_from_checkpoint``; ``resume_from_checkpoint=True`` skips checkpoints whose writing was
+  cut short (no state file).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 
-from entropic_rl.integrations.state_file import load_method_state, save_method_state
+from entropic_rl.integrations.state_file import complete_checkpoint, load_method_state, save_method_state
 from entropic_rl.methods import EntroPIC, EntroPICConfig, Window, with_method_fields
 
 PREFIX = "entropic_"
@@ -168,12 +170,28 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """As TRL's; ``resume_from_checkpoint=True`` takes the newest *complete* checkpoint of
+        ``output_dir`` (one holding the controller's state), not merely the newest folder; a
+        checkpoint already at ``max_steps`` is refused (transformers would train one step more)."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = str(complete_checkpoint(Path(self.args.output_dir), PREFIX_CHECKPOINT_DIR))
+        state = Path(resume_from_checkpoint or "") / "trainer_state.json"
+        if resume_from_checkpoint and state.is_file() and self.args.max_steps > 0:
+            step = json.loads(state.read_text())["global_step"]
+            if step >= self.args.max_steps:  # transformers would train one more step
+                raise ValueError(
+                    f"resume_from_checkpoint: {resume_from_checkpoint} is at step {step} and max_steps is "
+                    f"{self.args.max_steps}: nothing to train; raise max_steps to go on"
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     def _save_checkpoint(self, model, trial) -> None:
-        # Written before TRL's own files, so every checkpoint that TRL can resume from has it.
+        super()._save_checkpoint(model, trial)
+        # Written after TRL's own files: a folder without it was cut short and is not resumed from.
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             save_method_state(folder, self.method)
-        super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)

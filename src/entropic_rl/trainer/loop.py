@@ -73,7 +73,9 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    probe = None  # the last rollout sampled: checks the weights before each checkpoint
+    probe = (
+        None  # the last rollout trained on: checks the weights before each checkpoint (none: unchanged since loaded)
+    )
     with logger, Progress(*columns, transient=True) as progress:
         bar = progress.add_task(config.method.name, total=t.steps, completed=step)
         while step < t.steps:
@@ -103,7 +105,7 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
             if rollout is not None and config.log.sample_every and step % config.log.sample_every == 0:
                 logger.samples(step, examples, rollout.responses, rewards, config.rollout.group_size)
             if step % config.log.save_every == 0 or step == t.steps:
-                if probe is None or not gives_finite_logits(model, probe, t.micro_batch_size):
+                if probe is not None and not gives_finite_logits(model, probe, t.micro_batch_size):
                     reason = "the weights give non-finite logits, so they were not saved"
                     raise RunStopped(stop_message(config, step, reason))
                 try:
