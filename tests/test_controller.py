@@ -255,3 +255,154 @@ def test_entropic_method_skips_an_empty_window_and_integrates_each_step_a_window
     assert method.step_state() == {"alpha": pytest.approx(2 * 0.3)}
     assert method.metrics()["entropic/integral"] == pytest.approx(3 * 0.3)
     assert method.controller.steps == 4  # the skipped step counts: the schedule moves on
+
+
+# ---- gains="auto": the sign-correlation gain adaptation (docs/control.md) ----
+
+
+def auto(target=1.0, **kwargs):
+    return PIController(target_entropy=target, gains="auto", **kwargs)
+
+
+def test_auto_hand_computed_first_windows():
+    c = auto()
+    # relative error e = (H - 1) / 1; kappa_0 = 3, no adaptation before 20 windows of history
+    # k=0: e=.1  -> alpha = 3*.1 + 0 = .3,             I <- 3/80*.1 = .00375
+    # k=1: e=.2  -> alpha = 3*.2 + .00375 = .60375,    I <- .00375 + 3/80*.2 = .01125
+    # k=2: e=-.1 -> alpha = -.3 + .01125 = -.28875,    I <- .01125 - .00375 = .0075
+    assert c.update(1.1) == pytest.approx(0.3)
+    assert c.update(1.2) == pytest.approx(0.60375)
+    assert c.update(0.9) == pytest.approx(-0.28875)
+    assert c.integral == pytest.approx(0.0075) and c.kappa == 3.0
+    m = c.metrics()
+    assert m["kappa"] == 3.0 and m["adapt"] == 0.0
+    assert m["p_term"] == pytest.approx(-0.3) and m["i_term"] == pytest.approx(0.01125)
+
+
+def test_auto_relative_error_scales_with_the_target():
+    """kappa is K_p times the target: at target 0.3, kappa 3 acts as K_p 10."""
+    assert auto(target=0.3).update(0.33) == pytest.approx(10 * 0.03)
+
+
+def test_auto_gain_rises_for_a_persistent_error():
+    c = auto()
+    for _ in range(20):
+        c.update(1.1)
+    assert c.kappa == 3.0  # s = 0 until e_{k-20} exists
+    for n in range(1, 6):
+        c.update(1.1)  # the sign agrees with both lags: s = 1
+        assert c.adapt == 1.0
+        assert c.kappa == pytest.approx(3.0 * math.exp(0.06 * n))
+
+
+def square_wave(half_period: int, windows: int) -> list[float]:
+    return [1.0 if (k // half_period) % 2 == 0 else -1.0 for k in range(windows)]
+
+
+def test_auto_gain_falls_for_an_oscillating_error():
+    """An error whose sign flips every 7 windows disagrees with its sign 10 and 20 windows back more
+    often than it agrees: kappa falls, by exactly exp(0.06 * sum of s)."""
+    signs = square_wave(7, 60)
+    c = auto()
+    for sign in signs:
+        c.update(1.0 + 0.05 * sign)
+    s = [0.5 * signs[k] * (signs[k - 10] + signs[k - 20]) for k in range(20, len(signs))]
+    assert sum(s) < 0
+    assert c.kappa == pytest.approx(3.0 * math.exp(0.06 * sum(s)))
+    assert c.kappa < 3.0
+
+
+def test_auto_gain_frozen_while_alpha_is_pinned_in_the_errors_direction():
+    c = auto(authority_window=20)
+    for _ in range(60):
+        c.update(2.0)  # e = 1: alpha = 3 + I, pinned at 1, and the error pushes it further out
+    assert c.alpha == 1.0 and c.kappa == 3.0  # a larger gain could not help
+    assert c.integral == 0.0  # anti-windup: nothing integrated either
+    assert c.pinned == 60 and c.no_authority
+
+
+def test_auto_gain_frozen_without_reward_variance():
+    c = auto()
+    for _ in range(40):
+        c.update(1.1, mixed=0.0)  # every group's rewards equal: alpha cannot act
+    assert c.kappa == 3.0 and c.adapt == 0.0
+    assert c.integral > 0  # the integral still works
+    c.update(1.1, mixed=0.5)
+    assert c.kappa == pytest.approx(3.0 * math.exp(0.06))
+
+
+def test_auto_gain_bounds():
+    c = auto(alpha_min=-100.0, alpha_max=100.0)
+    for _ in range(3000):
+        c.update(1.001)
+    assert c.kappa == 1000.0 and abs(c.integral) <= 100.0
+
+
+def test_auto_state_dict_resumes_exactly():
+    entropies = [1.0 + 0.1 * math.sin(k / 3) + 0.02 * (k % 5) for k in range(80)]
+    whole = auto()
+    alphas = [whole.update(h, mixed=0.5) for h in entropies]
+    first = auto()
+    for h in entropies[:45]:
+        first.update(h, mixed=0.5)
+    resumed = auto()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert [resumed.update(h, mixed=0.5) for h in entropies[45:]] == alphas[45:]
+    assert resumed.kappa == whole.kappa and resumed.state_dict() == whole.state_dict()
+
+
+def test_fixed_and_auto_states_do_not_mix():
+    with pytest.raises(ValueError, match="saved with gains 'fixed'"):
+        auto().load_state_dict(PIController(target_entropy=1.0).state_dict())
+    state = PIController(target_entropy=1.0).state_dict()
+    for name in ("gains", "pinned"):  # written before auto gains: a fixed-gain state
+        del state[name]
+    PIController(target_entropy=1.0).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"gains": "adaptive"}, "gains must be one of"),
+        ({"gains": "auto", "target_entropy": 0.0}, "needs a target > 0"),
+        ({"authority_window": -1}, "authority_window must be a whole number"),
+        ({"authority_window": 2.5}, "authority_window must be a whole number"),
+    ],
+)
+def test_auto_and_authority_settings_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PIController(**{"target_entropy": 1.0, **kwargs})
+
+
+def test_fixed_gains_also_count_pinned_windows_and_reset():
+    c = PIController(target_entropy=1.0, kp=10.0, ki=0.0, authority_window=3)
+    for _ in range(3):
+        c.update(2.0)
+    assert c.no_authority and c.metrics()["pinned"] == 3.0 and "kappa" not in c.metrics()
+    c.update(1.05)  # alpha 0.5: no longer pinned
+    assert c.pinned == 0 and not c.no_authority
+
+
+def test_the_authority_diagnostic_is_said_once(caplog):
+    method = EntroPIC(EntroPICConfig(target_entropy=1.0, gains="auto", authority_window=5, threshold=0.9))
+    with caplog.at_level("WARNING", logger="entropic_rl"):
+        for _ in range(12):
+            method.update(Window(0.5, 1.0, mixed=0.5))  # entropy 0.5 against 1: alpha pinned at -1
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert "pinned at alpha_min (-1) for 5 steps with the entropy below its target" in messages[0]
+    assert "threshold 0.9" in messages[0] and "lower method.threshold" in messages[0]
+    assert method.metrics()["entropic/pinned"] == 12.0 and "entropic/kappa" in method.metrics()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 5.0), min_size=1, max_size=80),
+    st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
+def test_auto_alpha_kappa_and_integral_stay_in_bounds(entropies, mixed):
+    c = auto(target=0.5)
+    for h in entropies:
+        alpha = c.update(h, mixed=mixed)
+        assert -1.0 <= alpha <= 1.0 and -1.0 <= c.integral <= 1.0
+        assert 0.1 <= c.kappa <= 1000.0 and c.adapt in (-1.0, -0.5, 0.0, 0.5, 1.0)

@@ -389,3 +389,10 @@ def test_non_finite_logits_are_noted_without_stopping_the_sampler():
     clean = RejectNonFinite()
     clean(None, scores[:1])
     clean.check()
+
+
+def test_auto_gains_train_and_log_kappa(tmp_path):
+    run_dir, _ = run(tmp_path, "train.steps=2", "method.gains=auto", "method.target_entropy=0.5")
+    records = metrics(run_dir)
+    assert [r["entropic/kappa"] for r in records] == [3.0, 3.0]  # no adaptation before 20 windows
+    assert all("entropic/adapt" in r and "entropic/pinned" in r for r in records)

@@ -365,3 +365,10 @@ def test_resuming_a_finished_run_is_refused(tmp_path):
     make_trainer(tmp_path, save_strategy="steps", save_steps=1).train()
     with pytest.raises(ValueError, match="checkpoint-2 is at step 2 and max_steps is 2: nothing to train"):
         make_trainer(tmp_path).train(resume_from_checkpoint=True)
+
+
+def test_auto_gains_through_the_trl_config(tmp_path):
+    trainer = make_trainer(tmp_path, entropic_gains="auto", entropic_target_entropy=1.0)
+    trainer.train()
+    assert trainer.method.controller.gains == "auto"
+    assert logged(trainer, "entropic/kappa") == [3.0, 3.0]

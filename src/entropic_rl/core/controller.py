@@ -9,6 +9,18 @@ For window k with measured entropy H_k and target H_tar:
 alpha > 0 up-weights positive-advantage tokens (entropy falls); alpha < 0 up-weights negative
 ones (entropy rises). Pure Python, no tensors: every rank computes the same alpha from the
 same all-reduced entropy.
+
+With ``gains="auto"`` the controller tunes its own gain (sign-correlation adaptation,
+docs/control.md), on the relative error e_k = (H_k - H_tar) / H_tar:
+
+    s_k = 1/2 sgn(e_k) [sgn(e_{k-10}) + sgn(e_{k-20})]  # 0 while alpha is pinned in the error's
+                                                        # direction and s_k > 0, or rewards are flat
+    kappa_k = clip(kappa_{k-1} exp(0.06 s_k), 0.1, 1000),  kappa_0 = 3
+    alpha_k = clip(kappa_k e_k + I_k, alpha_min, alpha_max)
+    I_{k+1} = clip(I_k + w_k (kappa_k / 80) e_k, alpha_min, alpha_max)   # anti-windup as above
+
+A loop too slow keeps the error's sign over 10-20 windows (kappa rises); one that oscillates flips
+it (kappa falls). In relative terms kappa is K_p * H_tar: kappa 3 at target 0.3 is K_p 10, K_i 0.125.
 """
 
 from __future__ import annotations
@@ -18,6 +30,20 @@ import math
 from dataclasses import asdict, dataclass
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "relative")
+GAINS = ("fixed", "auto")
+
+
+@dataclass(frozen=True)
+class AutoGains:
+    """The constants of ``gains="auto"`` (one set for every plant; docs/control.md)."""
+
+    kappa0: float = 3.0  # initial relative gain (K_p = kappa / H_tar)
+    rate: float = 0.06  # log-gain change per window at full sign agreement
+    lags: tuple[int, int] = (10, 20)  # windows back whose error signs are compared with the current one
+    kappa_min: float = 0.1
+    kappa_max: float = 1000.0
+    integral_ratio: float = 80.0  # the integral gain is kappa / integral_ratio per window
+    min_mixed: float = 0.05  # below this share of sequences with a non-zero advantage, kappa is frozen
 
 
 @dataclass(frozen=True)
@@ -83,10 +109,14 @@ class PIController:
         alpha_min, alpha_max: bounds on alpha.
         anti_windup: skip integrating an error that would push a saturated alpha further out.
         schedule: a ``TargetSchedule`` (or a dict of its fields) instead of ``target_entropy``.
+        gains: ``fixed`` (``kp``, ``ki``) or ``auto`` (the gain adapts, ``kp`` and ``ki`` unused).
+        authority_window: windows alpha may stay pinned at a bound with the error pushing it out
+            before ``no_authority`` is set (0: never).
 
-    ``update(entropy, weight)`` returns alpha for the window, then integrates. A non-finite
-    entropy returns the previous alpha, integrates nothing and counts a skip (the target
-    schedule still advances: the optimizer step happens).
+    ``update(entropy, weight, mixed)`` returns alpha for the window, then integrates; ``mixed`` is
+    the share of sequences with a non-zero advantage (None: unknown). A non-finite entropy returns
+    the previous alpha, integrates nothing and counts a skip (the target schedule still advances:
+    the optimizer step happens).
     """
 
     def __init__(
@@ -98,11 +128,19 @@ class PIController:
         alpha_max: float = 1.0,
         anti_windup: bool = True,
         schedule: TargetSchedule | dict | None = None,
+        gains: str = "fixed",
+        authority_window: int = 20,
+        auto: AutoGains = AutoGains(),
     ) -> None:
         self.schedule, self.kp, self.ki, self.alpha_min, self.alpha_max = check_settings(
-            target_entropy, kp, ki, alpha_min, alpha_max, schedule
+            target_entropy, kp, ki, alpha_min, alpha_max, schedule, gains, authority_window
         )
         self.anti_windup = bool(anti_windup)
+        self.gains, self.authority_window, self.auto = gains, int(authority_window), auto
+        self.kappa = auto.kappa0  # auto: the relative gain
+        self.signs: list[float] = []  # auto: sgn(e) of the last max(lags) windows, oldest first
+        self.adapt = 0.0  # auto: s_k of the last window
+        self.pinned = 0  # windows in a row with alpha pinned and the error pushing it out
 
         self.integral = 0.0  # I_k
         self.error = 0.0  # e of the last window
@@ -123,8 +161,9 @@ class PIController:
             return float("nan")
         return self.schedule.target(self.steps, self.first_entropy)
 
-    def update(self, entropy: float, weight: float = 1.0) -> float:
-        """Alpha for a window with this measured entropy; ``weight`` is its share of an optimizer step."""
+    def update(self, entropy: float, weight: float = 1.0, mixed: float | None = None) -> float:
+        """Alpha for a window with this measured entropy; ``weight`` is its share of an optimizer
+        step, ``mixed`` the share of its sequences with a non-zero advantage (None: unknown)."""
         if not (math.isfinite(weight) and weight > 0):
             raise ValueError(f"weight must be a finite number > 0, got {weight}")
         entropy = float(entropy)
@@ -138,8 +177,14 @@ class PIController:
         self.entropy = entropy
         self.window_target = self.target
         self.error = entropy - self.window_target
-        self.p_term = self.kp * self.error
-        self.i_term = self.ki * self.integral
+        if self.gains == "auto":
+            relative = self.error / self.window_target
+            self._adapt_gain(relative, weight, mixed)
+            self.p_term = self.kappa * relative
+            self.i_term = self.integral  # the auto integral is in units of alpha
+        else:
+            self.p_term = self.kp * self.error
+            self.i_term = self.ki * self.integral
         unclipped = self.p_term + self.i_term
         self.alpha = min(max(unclipped, self.alpha_min), self.alpha_max)
         self.saturated = unclipped != self.alpha
@@ -149,9 +194,35 @@ class PIController:
         # integral cannot wind up and overshoot when the error changes sign.
         pushes_out = (unclipped > self.alpha_max and self.error > 0) or (unclipped < self.alpha_min and self.error < 0)
         if not (self.anti_windup and pushes_out):
-            self.integral += weight * self.error
+            if self.gains == "auto":
+                grown = self.integral + weight * self.kappa / self.auto.integral_ratio * relative
+                self.integral = min(max(grown, self.alpha_min), self.alpha_max)
+            else:
+                self.integral += weight * self.error
+        self.pinned = self.pinned + 1 if pushes_out else 0
         self.steps += weight
         return self.alpha
+
+    def _adapt_gain(self, relative: float, weight: float, mixed: float | None) -> None:
+        """kappa from the agreement of the error's sign with its signs ``lags`` windows back."""
+        a = self.auto
+        sign = math.copysign(1.0, relative) if relative != 0 else 0.0
+        history = self.signs
+        s = 0.0
+        if len(history) >= max(a.lags):
+            s = 0.5 * sign * sum(history[-lag] for lag in a.lags)
+        # pinned in the error's direction: a larger gain cannot help, so it must not grow
+        pinned = (self.alpha >= self.alpha_max and relative > 0) or (self.alpha <= self.alpha_min and relative < 0)
+        if (s > 0 and pinned) or (mixed is not None and mixed < a.min_mixed):
+            s = 0.0
+        self.adapt = s
+        self.kappa = min(max(self.kappa * math.exp(a.rate * s * weight), a.kappa_min), a.kappa_max)
+        self.signs = [*history, sign][-max(a.lags) :]
+
+    @property
+    def no_authority(self) -> bool:
+        """Alpha has stayed pinned at a bound, with the error pushing it out, for ``authority_window`` windows."""
+        return 0 < self.authority_window <= self.pinned
 
     def metrics(self) -> dict[str, float]:
         """The controller metrics of ALGORITHMS.md §2 for the last window."""
@@ -165,6 +236,8 @@ class PIController:
             "integral": self.integral,
             "saturated": float(self.saturated),
             "skipped": float(self.skipped),
+            "pinned": float(self.pinned),
+            **({"kappa": self.kappa, "adapt": self.adapt} if self.gains == "auto" else {}),
         }
 
     _STATE = (
@@ -180,6 +253,7 @@ class PIController:
         "skipped",
         "first_entropy",
     )
+    _AUTO_STATE = ("kappa", "signs", "adapt")  # auto gains only
 
     def state_dict(self) -> dict:
         """JSON-serialisable state: everything ``load_state_dict`` needs to continue exactly."""
@@ -187,6 +261,10 @@ class PIController:
         for name in ("entropy", "window_target"):  # JSON has no nan
             state[name] = None if math.isnan(state[name]) else state[name]
         state["schedule"] = asdict(self.schedule)
+        state["pinned"] = self.pinned
+        state["gains"] = self.gains
+        if self.gains == "auto":
+            state.update({name: getattr(self, name) for name in self._AUTO_STATE})
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -200,6 +278,16 @@ class PIController:
                 f"controller state was saved with schedule {state['schedule']}, "
                 f"but this controller has {asdict(self.schedule)}"
             )
+        saved = state.get("gains", "fixed")  # states written before auto gains are fixed
+        if saved != self.gains:
+            raise ValueError(f"controller state was saved with gains {saved!r}, but this controller has {self.gains!r}")
+        if self.gains == "auto":
+            missing = [name for name in self._AUTO_STATE if name not in state]
+            if missing:
+                raise ValueError(f"controller state is missing {missing}")
+            self.kappa, self.adapt = _number("state.kappa", state["kappa"]), _number("state.adapt", state["adapt"])
+            self.signs = [_number("state.signs", sign) for sign in state["signs"]]
+        self.pinned = int(state.get("pinned", 0))
         for name in self._STATE:
             value = state[name]
             if name == "saturated":
@@ -221,16 +309,28 @@ def check_settings(
     alpha_min: float,
     alpha_max: float,
     schedule: TargetSchedule | dict | None,
+    gains: str = "fixed",
+    authority_window: int = 20,
 ) -> tuple[TargetSchedule, float, float, float, float]:
     """The controller's settings checked, as ``(schedule, kp, ki, alpha_min, alpha_max)``; a
     ``ValueError`` names the parameter. A config that holds these settings checks them with this
     function, without building a controller."""
+    if gains not in GAINS:
+        raise ValueError(f"gains must be one of {GAINS}, got {gains!r}")
+    if isinstance(authority_window, bool) or not isinstance(authority_window, int) or authority_window < 0:
+        raise ValueError(f"authority_window must be a whole number >= 0, got {authority_window!r}")
     if (target_entropy is None) == (schedule is None):
         raise ValueError("target_entropy: give exactly one of target_entropy and schedule")
     if schedule is None:
         schedule = TargetSchedule("constant", end=_non_negative("target_entropy", target_entropy))
     elif isinstance(schedule, dict):
         schedule = TargetSchedule.from_dict(schedule)
+    if gains == "auto" and (schedule.kind, schedule.end) == ("constant", 0.0):
+        raise ValueError("target_entropy: gains auto works on the relative error and needs a target > 0")
+    if gains == "auto" and schedule.kind in ("linear", "cosine") and min(schedule.start, schedule.end) == 0:
+        raise ValueError("schedule: gains auto works on the relative error and needs targets > 0")
+    if gains == "auto" and schedule.kind == "relative" and schedule.ratio == 0:
+        raise ValueError("schedule.ratio: gains auto works on the relative error and needs a target > 0")
     alpha_min, alpha_max = _number("alpha_min", alpha_min), _number("alpha_max", alpha_max)
     if not alpha_min < alpha_max:
         raise ValueError(f"alpha_min must be < alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")

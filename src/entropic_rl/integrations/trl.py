@@ -118,9 +118,10 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         if self._generation_entropies is not None:
             entropies, self._generation_entropies = self._generation_entropies, None
             mask = _trained_tokens(output)
-            totals = self.accelerator.reduce(torch.stack([(entropies * mask).sum(), mask.sum()]).float(), "sum")
-            entropy_sum, tokens = totals.tolist()
-            self.method.update(Window(entropy_sum, tokens, self._steps_per_generation_batch))
+            moving = _moving_sequences(output["advantages"])
+            totals = torch.stack([(entropies * mask).sum(), mask.sum(), moving.sum(), moving.new_tensor(len(moving))])
+            entropy_sum, tokens, mixed, sequences = self.accelerator.reduce(totals.float(), "sum").tolist()
+            self.method.update(Window(entropy_sum, tokens, self._steps_per_generation_batch, mixed=mixed / sequences))
             self._log(self.method.metrics())
         return output
 
@@ -155,14 +156,23 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         if not self.model.training:
             return  # evaluation never moves the controller
 
-        tokens = mask.sum()
-        totals = torch.stack([(entropies.detach() * mask).sum(), tokens, metrics["entropic/confident_frac"] * tokens])
-        self._step_totals = totals.float() if self._step_totals is None else self._step_totals + totals
+        tokens, moving = mask.sum(), _moving_sequences(advantages)
+        totals = torch.stack(
+            [
+                (entropies.detach() * mask).sum(),
+                tokens,
+                metrics["entropic/confident_frac"] * tokens,
+                moving.sum(),
+                moving.new_tensor(len(moving)),
+            ]
+        ).float()
+        self._step_totals = totals if self._step_totals is None else self._step_totals + totals
         if self.accelerator.sync_gradients:  # the optimizer step's last micro-batch
-            entropy_sum, tokens, confident = self.accelerator.reduce(self._step_totals, reduction="sum").tolist()
+            totals = self.accelerator.reduce(self._step_totals, reduction="sum").tolist()
+            entropy_sum, tokens, confident, mixed, sequences = totals
             self._step_totals = None
             if not self.windows_before_step:  # the lagged path: alpha for the next optimizer step
-                self.method.update(Window(entropy_sum, tokens))
+                self.method.update(Window(entropy_sum, tokens, mixed=mixed / sequences))
                 self._log(self.method.metrics())
             self._log({"entropic/confident_frac": confident / max(tokens, 1.0)})
 
@@ -197,6 +207,11 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None:
             load_method_state(Path(checkpoint), self.method)
+
+
+def _moving_sequences(advantages: torch.Tensor) -> torch.Tensor:
+    """1.0 for each sequence with a non-zero advantage (its group's rewards differ), else 0.0."""
+    return (advantages.reshape(len(advantages), -1) != 0).any(1).float()
 
 
 def _trained_tokens(batch: dict) -> torch.Tensor:

@@ -116,6 +116,7 @@ class Window:
     token_count: float
     optimizer_steps: float = 1.0
     logprob_sum: float = float("nan")  # of the sampled tokens, when the caller has it (AEC's estimate)
+    mixed: float | None = None  # share of sequences with a non-zero advantage (auto gains freeze near 0)
 
     @property
     def entropy(self) -> float:

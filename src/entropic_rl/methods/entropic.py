@@ -14,6 +14,7 @@ values come from the ``embedded`` preset (``trainer/presets/embedded.yaml``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,8 @@ from entropic_rl.core.controller import check_settings
 from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window, loss_metrics
 from entropic_rl.util.options import option
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +53,12 @@ class EntroPICConfig(EntroPICControl):
     alpha_min: float = option(-1.0, "lower bound of alpha")
     alpha_max: float = option(1.0, "upper bound of alpha")
     anti_windup: bool = option(True, "do not integrate an error that pushes a saturated alpha further out")
+    gains: str = option(
+        "fixed", "fixed: kp and ki as given; auto: the gain tunes itself to the run (kp, ki unused; docs/control.md)"
+    )
+    authority_window: int = option(
+        20, "optimizer steps alpha may stay pinned with the error persisting before a warning; 0: never"
+    )
     normalize: str = option(
         "exact", "exact: confident-token weights 1 +- alpha; reference: the authors' 1 +- alpha*kappa"
     )
@@ -58,7 +67,16 @@ class EntroPICConfig(EntroPICControl):
         super().__post_init__()
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
-        check_settings(self.target_entropy, self.kp, self.ki, self.alpha_min, self.alpha_max, self.schedule)
+        check_settings(
+            self.target_entropy,
+            self.kp,
+            self.ki,
+            self.alpha_min,
+            self.alpha_max,
+            self.schedule,
+            self.gains,
+            self.authority_window,
+        )
 
     def check_advantage_weights(self) -> None:
         # Weights 1 + alpha*sign(A)*C stay in [0, 2] only for alpha in [-1, 1]; a negative weight
@@ -86,6 +104,19 @@ class EntroPICReferenceConfig(EntroPICControl):
         raise ValueError("name: entropic-reference normalises by the confident tokens (1 +- alpha*kappa), not a weight")
 
 
+def authority_message(controller: PIController, threshold: float) -> str:
+    """What a pinned alpha means and what to try."""
+    c = controller
+    side, bound = ("above", "alpha_max") if c.error > 0 else ("below", "alpha_min")
+    return (
+        f"entropic: alpha has been pinned at {bound} ({c.alpha:g}) for {c.pinned} steps with the entropy "
+        f"{side} its target ({c.entropy:.4g} against {c.window_target:.4g}): the confident tokens "
+        f"(probability > threshold {threshold:g}) cannot move the entropy enough here, and no gain can help. "
+        "Try a lower method.threshold, a target nearer the entropy the run has without control, or more "
+        "on-policy updates per rollout."
+    )
+
+
 class EntroPIC(Method):
     config_class = EntroPICConfig
 
@@ -93,6 +124,7 @@ class EntroPIC(Method):
         super().__init__(config, loss_settings)
         self.controller = self._controller()
         self.alpha = self.controller.alpha
+        self.warned = False  # the authority diagnostic is given once a run
 
     def _controller(self) -> PIController:
         c = self.config
@@ -104,10 +136,15 @@ class EntroPIC(Method):
             alpha_max=c.alpha_max,
             anti_windup=c.anti_windup,
             schedule=c.schedule,
+            gains=c.gains,
+            authority_window=c.authority_window,
         )
 
     def update(self, window: Window) -> None:
-        self.alpha = self.controller.update(window.entropy, weight=window.optimizer_steps)
+        self.alpha = self.controller.update(window.entropy, weight=window.optimizer_steps, mixed=window.mixed)
+        if self.controller.no_authority and not self.warned:
+            self.warned = True
+            logger.warning(authority_message(self.controller, self.config.threshold))
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self._loss(micro_batch, self.alpha, self.config.normalize)

@@ -260,6 +260,7 @@ def optimizer_step(config, model, method, rollout, rows, advantages, old_log_pro
             (old_entropy[rows] * m).sum().item(),
             m.sum().item(),
             logprob_sum=(old_log_prob[rows] * m).sum().item(),
+            mixed=(advantages[rows] != 0).float().mean().item(),
         )
     )
     denominator = agg_denominator(m, t.agg, max_len=r.max_new_tokens)
