@@ -169,9 +169,9 @@ def trl_worker(run_dir: Path, seed: int, resume: bool) -> None:
             raise
         trainer.state = TrainerState.load_from_json(str(run_dir / f"checkpoint-{STEPS}" / "trainer_state.json"))
         load_method_state(run_dir / f"checkpoint-{STEPS}", trainer.method)
-    # timings aside, and the closing train_loss: the mean over the steps this process ran, not the run
-    timed = ("time", "per_second", "train_loss")
-    log = [{k: v for k, v in e.items() if not any(t in k for t in timed)} for e in trainer.state.log_history]
+    # per step, timings aside (the closing entry, with train_runtime, sums up the last process only)
+    steps = [e for e in trainer.state.log_history if "train_runtime" not in e]
+    log = [{k: v for k, v in e.items() if "time" not in k and "per_second" not in k} for e in steps]
     (run_dir / "result.json").write_text(json.dumps({"log": log, "state": trainer.method.state_dict()}))
 
 

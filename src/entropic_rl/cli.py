@@ -119,7 +119,7 @@ def _print_table(rows: list[dict], seeds: int) -> None:
     for name in ("regime", "run", "H start", "H final", "accuracy"):
         table.add_column(name, justify="left" if name in ("regime", "run") else "right")
     if controlled:
-        for name in ("target", "steady-state error", "settling step", "saturated"):
+        for name in ("target", "steady-state error", "tracking error", "settling step", "saturated"):
             table.add_column(name, justify="right")
     for row in rows:
         mean = row["mean"]
@@ -131,7 +131,7 @@ def _print_table(rows: list[dict], seeds: int) -> None:
             f"{mean['final_accuracy']:.2f}",
         ]
         if controlled and row["target_entropy"] is None:
-            cells += ["-", "-", "-", "-"]
+            cells += ["-", "-", "-", "-", "-"]
         elif controlled:
             errors = [s["relative_error"] for s in row["per_seed"]]
             error = f"{mean['relative_error']:+.1%}"
@@ -139,7 +139,8 @@ def _print_table(rows: list[dict], seeds: int) -> None:
                 error += f" [{min(errors):+.1%}, {max(errors):+.1%}]"
             settled = [s["settling_step"] for s in row["per_seed"]]
             settle = "never" if any(s is None for s in settled) else f"{max(settled)}"
-            cells += [f"{row['target_entropy']:.3f}", error, settle, f"{mean['saturated_frac']:.0%}"]
+            tracking = f"{mean['tracking_error']:.1%}"
+            cells += [f"{row['target_entropy']:.3f}", error, tracking, settle, f"{mean['saturated_frac']:.0%}"]
         table.add_row(*cells)
     Console(width=max(120, Console().width)).print(table)
 
@@ -245,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=EXPERIMENTS,
         default="control",
         help="control: no control/P/PI on- and off-policy (claims 2-3); samples: positive-/negative-only "
-        "training (claim 1); threshold: confident tokens vs every token (claim 4); gains: P error vs Kp",
+        "training (claim 1); threshold: confident tokens vs every token (claim 4); gains: P error vs Kp; "
+        "auto-gains: gains auto against fixed gains on plants of different gain",
     )
     sim.add_argument("--seeds", type=int, default=1, help="seeds per run, starting at the config's seed (default 1)")
     sim.add_argument("--out", help="output folder (default runs/simulate-EXPERIMENT)")

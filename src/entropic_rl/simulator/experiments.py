@@ -57,10 +57,28 @@ def experiment_runs(name: str) -> list[Run]:
             for group, regime in _regimes()
             for control, kp in (("P", 2.0), ("P", 5.0), ("P", 10.0), ("P", 20.0), ("PI", 10.0))
         ]
+    if name == "auto-gains":  # gains auto against fixed gains, on plants whose gain differs
+        return [
+            Run(group, label, {**plant, **controller})
+            for group, plant in AUTO_GAIN_PLANTS
+            for label, controller in (
+                ("authors' Kp 1, Ki 0.01", {"control": "PI", "kp": 1.0, "ki": 0.01}),
+                ("Kp 10, Ki 0.1", {"control": "PI", "kp": 10.0, "ki": 0.1}),
+                ("gains auto", {"control": "auto"}),
+            )
+        ]
     raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
 
 
-EXPERIMENTS = ("control", "samples", "threshold", "gains")
+AUTO_GAIN_PLANTS = (  # plant variants that change how much alpha moves entropy
+    ("lr 20", {"lr": 20.0}),
+    ("lr 60 (default)", {}),
+    ("lr 180", {"lr": 180.0}),
+    ("off-policy (4 mini-batches)", OFF_POLICY),
+    ("target 0.30", {"target_entropy": 0.30}),
+    ("tau 0.8", {"threshold": 0.8}),
+)
+EXPERIMENTS = ("control", "samples", "threshold", "gains", "auto-gains")
 
 
 def run_experiment(name: str, base: SimConfig, seeds: int, workers: int | None, out_dir: Path, console=None) -> dict:

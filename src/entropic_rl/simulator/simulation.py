@@ -33,7 +33,7 @@ from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.util.options import option
 
 SAMPLES = ("all", "positive", "negative")
-CONTROLS = ("none", "P", "PI")
+CONTROLS = ("none", "P", "PI", "auto")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class SimConfig:
     clip: float = option(0.2, "PPO clip range")
     samples: str = option("all", "all: GRPO; positive: A=+1 on right only; negative: A=-1 on wrong only")
     confident_only: bool = option(False, "train only on confident tokens (pi > threshold)")
-    control: str = option("none", "none | P | PI")
+    control: str = option("none", "none | P | PI | auto (PI with gains auto: kp, ki unused)")
     target_entropy: float = option(0.16, "target entropy (nats)")
     kp: float = option(10.0, "proportional gain")
     ki: float = option(0.1, "integral gain (PI only)")
@@ -148,7 +148,8 @@ def simulate(cfg: SimConfig) -> list[dict[str, float]]:
     controller = None
     if cfg.control != "none":
         ki = cfg.ki if cfg.control == "PI" else 0.0
-        controller = PIController(cfg.target_entropy, kp=cfg.kp, ki=ki, anti_windup=cfg.anti_windup)
+        gains = "auto" if cfg.control == "auto" else "fixed"
+        controller = PIController(cfg.target_entropy, kp=cfg.kp, ki=ki, anti_windup=cfg.anti_windup, gains=gains)
     log_threshold = math.log(cfg.threshold) if cfg.threshold > 0 else -math.inf
     length = task.init_weights.shape[0]
     history: list[dict[str, float]] = []
@@ -170,7 +171,8 @@ def simulate(cfg: SimConfig) -> list[dict[str, float]]:
                 rows = (mini_batch[:, None] * cfg.group_size + torch.arange(cfg.group_size)).reshape(-1)
                 log_prob, entropy = token_logprobs_and_entropy(task.logits(weights, prompts[rows]), tokens[rows])
                 measured = entropy.mean().item()
-                alpha = controller.update(measured) if controller else 0.0
+                mixed = (adv[rows, 0] != 0).float().mean().item()  # share of sequences whose group's rewards differ
+                alpha = controller.update(measured, mixed=mixed) if controller else 0.0
                 mask = torch.ones_like(log_prob)
                 if cfg.confident_only:
                     mask = (log_prob.detach() > log_threshold).float()
@@ -195,6 +197,7 @@ def simulate(cfg: SimConfig) -> list[dict[str, float]]:
                         "entropy": measured,
                         "alpha": alpha,
                         "saturated": float(controller.saturated) if controller else 0.0,
+                        **({"kappa": controller.kappa} if cfg.control == "auto" else {}),
                         "accuracy": rewards.mean().item(),
                         **{name: value.item() for name, value in metrics.items()},
                     }
@@ -207,8 +210,9 @@ def summarize(history: list[dict[str, float]], target: float | None, band: float
 
     initial_entropy: mean over the first 10 steps; final_entropy: over the last 10%.
     steady_state_error: mean of (entropy - target) over the last 25%, also relative to the
-    target. settling_step: the last step of the first ``window``-step window whose running mean
-    of entropy, and every later one's, is within +-``band`` of the target (None if none is).
+    target; tracking_error: mean of |entropy - target| / target over the last 25%.
+    settling_step: the last step of the first ``window``-step window whose running mean of
+    entropy, and every later one's, is within +-``band`` of the target (None if none is).
     final_accuracy, saturated_frac: as named.
     """
     entropy = torch.tensor([h["entropy"] for h in history])
@@ -223,6 +227,7 @@ def summarize(history: list[dict[str, float]], target: float | None, band: float
     if target is None:
         return out
     error = (entropy[int(0.75 * n) :] - target).mean().item()
+    tracking = (entropy[int(0.75 * n) :] - target).abs().mean().item() / target
     width = min(window, n)
     running = entropy.unfold(0, width, 1).mean(-1)  # running[i] = mean of entropy[i : i + width]
     outside = ((running - target).abs() > band * target).nonzero()
@@ -232,5 +237,5 @@ def summarize(history: list[dict[str, float]], target: float | None, band: float
         settling = int(outside[-1]) + width
     else:
         settling = None
-    out.update(steady_state_error=error, relative_error=error / target, settling_step=settling)
+    out.update(steady_state_error=error, relative_error=error / target, tracking_error=tracking, settling_step=settling)
     return out
