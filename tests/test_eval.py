@@ -76,10 +76,13 @@ def test_markdown_table_has_a_row_per_data_set_and_the_mean():
         ({"prompt": "1+1:", "answer": "1+1=2"}, "1+1:", "exact"),
     ],
 )
-def test_file_layouts_choose_prompt_field_and_reward(tmp_path, fields, prompt, reward):
+def test_file_layouts_choose_prompt_field_reward_and_template(tmp_path, fields, prompt, reward):
     task = FileTask(str(write_jsonl(tmp_path / "d.jsonl", [fields])))
-    assert task.examples_list[0].prompt == prompt
     assert task.default_reward == reward
+    # template auto asks for the answer the reward reads
+    suffix = {"gsm8k": "\nAnswer with the final number after ####.", "math": "\\boxed{}.", "exact": ""}[reward]
+    assert task.examples_list[0].prompt.startswith(prompt) and task.examples_list[0].prompt.endswith(suffix)
+    assert FileTask(str(tmp_path / "d.jsonl"), template="plain").examples_list[0].prompt == prompt
     boxed = FileTask(str(tmp_path / "d.jsonl"), template="boxed").examples_list[0].prompt
     assert boxed.startswith(prompt + "\n") and "\\boxed{}" in boxed
     with pytest.raises(ValueError, match="template must be one of"):

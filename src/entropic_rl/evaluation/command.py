@@ -21,7 +21,9 @@ class EvalCommand:
     data: list[str] = option(factory=list, help="JSONL or Parquet files, e.g. data=a.jsonl or data=[a.jsonl,b.jsonl]")
     k: list[int] | None = option(None, "k of pass@k, e.g. k=1,4,8; null: 1, 2, 4, ... up to sampling.n")
     limit: int | None = option(None, "only the first this many problems of each file")
-    template: str = option("plain", "plain | boxed | a string containing {prompt}")
+    template: str = option(
+        "auto", "auto (by layout: hashes for GSM8K, boxed for MATH) | plain | boxed | hashes | a string with {prompt}"
+    )
     prompt_field: str | None = option(None, "null: the first of prompt, question, problem")
     answer_field: str = option("answer", "the reference answer's field")
     reward: str | None = option(None, "checker by name or module:function; null: from the file's layout")

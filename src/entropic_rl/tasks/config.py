@@ -16,7 +16,10 @@ class TaskConfig:
     path: str | None = option(None, "file: a .jsonl or .parquet file")
     prompt_field: str | None = option(None, "file: the prompt's field; null: the first of prompt, question, problem")
     answer_field: str = option("answer", "file: the reference answer's field")
-    template: str = option("plain", "file: plain | boxed | a string containing {prompt}")
+    template: str = option(
+        "auto",
+        "file: auto (by layout: hashes for GSM8K, boxed for MATH) | plain | boxed | hashes | a string with {prompt}",
+    )
     reward: str | None = option(None, 'null: the task\'s own; a registered name or "module:function"')
     reward_timeout: float = option(10.0, "seconds a module:function reward may take per response (else it scores 0)")
 

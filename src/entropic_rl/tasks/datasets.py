@@ -12,14 +12,21 @@ PROMPT_FIELDS = ("prompt", "question", "problem")  # looked for, in this order, 
 TEMPLATES = {
     "plain": "{prompt}",
     "boxed": "{prompt}\nPlease reason step by step, and put your final answer within \\boxed{}.",
+    "hashes": "{prompt}\nAnswer with the final number after ####.",
 }
+LAYOUT_TEMPLATES = {"gsm8k": "hashes", "math": "boxed", "exact": "plain"}  # template auto, by the file's reward
 
 
 def resolve_template(template: str) -> str:
-    """A template by name (``plain``, ``boxed``) or a string containing ``{prompt}``."""
+    """A template by name (``plain``, ``boxed``, ``hashes``; ``auto``: chosen by the file's layout)
+    or a string containing ``{prompt}``."""
+    if template == "auto":
+        return template
     template = TEMPLATES.get(template, template)
     if "{prompt}" not in template:
-        raise ValueError(f"template must be one of {sorted(TEMPLATES)} or contain {{prompt}}, got {template!r}")
+        raise ValueError(
+            f"template must be one of {sorted([*TEMPLATES, 'auto'])} or contain {{prompt}}, got {template!r}"
+        )
     return template
 
 
@@ -30,6 +37,8 @@ class FileTask:
     The default reward follows the file's layout: ``gsm8k`` when answers end in ``#### <number>``
     (GSM8K), ``math`` when prompts are in ``problem`` (MATH-500, AIME), else ``exact``.
     ``template`` wraps each prompt (see ``TEMPLATES``); a chat template, if any, comes after.
+    ``auto`` asks for the answer the layout's reward reads: ``hashes`` for GSM8K, ``boxed`` for
+    MATH-500 and AIME, ``plain`` otherwise.
     """
 
     def __init__(
@@ -38,7 +47,7 @@ class FileTask:
         prompt_field: str | None = None,
         answer_field: str = "answer",
         seed: int = 0,
-        template: str = "plain",
+        template: str = "auto",
         limit: int | None = None,
     ) -> None:
         self.path = Path(path)
@@ -48,20 +57,23 @@ class FileTask:
             raise ValueError(f"{self.path}: no examples")
         if prompt_field is None:
             prompt_field = next((f for f in PROMPT_FIELDS if f in rows[0][1]), PROMPT_FIELDS[0])
-        self.examples_list = []
         for line, row in rows:
             for name in (prompt_field, answer_field):
                 if name not in row:
                     raise ValueError(f"{self.path}:{line}: missing field {name!r} (fields: {sorted(row)})")
-            meta = {k: v for k, v in row.items() if k not in (prompt_field, answer_field)}
-            prompt = template.replace("{prompt}", str(row[prompt_field]))
-            self.examples_list.append(Example(prompt, str(row[answer_field]), meta))
-        if all("####" in e.answer for e in self.examples_list):
+        if all("####" in str(row[answer_field]) for _, row in rows):
             self.default_reward = "gsm8k"
         elif prompt_field == "problem":
             self.default_reward = "math"
         else:
             self.default_reward = "exact"
+        if template == "auto":
+            template = TEMPLATES[LAYOUT_TEMPLATES[self.default_reward]]
+        self.examples_list = []
+        for _, row in rows:
+            meta = {k: v for k, v in row.items() if k not in (prompt_field, answer_field)}
+            prompt = template.replace("{prompt}", str(row[prompt_field]))
+            self.examples_list.append(Example(prompt, str(row[answer_field]), meta))
         self.seed = seed
         self._epoch, self._order = -1, []
 
