@@ -12,7 +12,9 @@ class ModelConfig:
     path: str | None = option(None, "a local Hugging Face model folder, or smollm2; null: the embedded default")
     dtype: str = option("float32", "float32 | bfloat16 | float16")
     autocast: str = option(
-        "none", "none | bfloat16: sampling and forward passes in bfloat16 over the float32 weights (torch.autocast)"
+        "none",
+        "none | bfloat16: forward passes and sampling (not with rollout.cache=static) in bfloat16 over the float32 "
+        "weights (torch.autocast)",
     )
     chat_template: str = option("auto", "auto: use the tokenizer's chat template if it has one; never")
     device: str = option("auto", "auto: cuda when available, else cpu; or a torch device name")
