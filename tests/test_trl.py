@@ -5,6 +5,7 @@ pass, and resume restores the controller."""
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -205,7 +206,10 @@ def test_the_example_on_two_processes_applies_one_alpha_everywhere(tmp_path):
     script += [item for name, value in options.items() for item in (f"--{name}", str(value))]
     done = subprocess.run(launch + script, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    states = sorted(line.split(": ", 1)[1] for line in done.stdout.splitlines() if "EntroPIC controller" in line)
+    # the two processes' output can interleave on one line: read the state by its pattern
+    number = r"(?:nan|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+    pattern = rf"EntroPIC controller on process \d: (alpha={number} integral={number} entropy={number})"
+    states = re.findall(pattern, done.stdout, flags=re.MULTILINE)
     assert len(states) == 2 and states[0] == states[1], done.stdout
     assert "alpha=0 " not in states[0]  # the controller ran
 
