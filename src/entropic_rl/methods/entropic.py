@@ -111,7 +111,7 @@ def authority_message(controller: PIController, threshold: float) -> str:
     return (
         f"entropic: alpha has been pinned at {bound} ({c.alpha:g}) for {c.pinned} steps with the entropy "
         f"{side} its target ({c.entropy:.4g} against {c.window_target:.4g}): the confident tokens "
-        f"(probability > threshold {threshold:g}) cannot move the entropy enough here, and no gain can help. "
+        f"(probability > threshold {threshold:g}) cannot move the entropy enough here; a larger gain cannot help. "
         "Try a lower method.threshold, a target nearer the entropy the run has without control, or more "
         "on-policy updates per rollout."
     )
