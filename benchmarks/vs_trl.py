@@ -40,12 +40,12 @@ import torch
 import transformers
 import trl
 from datasets import Dataset
-from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback
+from transformers import PrinterCallback
 from transformers.utils import logging as hf_logging
 from trl import GRPOConfig, GRPOTrainer
 
 from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
-from entropic_rl.models import char_tokenizer, load_tokenizer, resolve_model_path
+from entropic_rl.models import char_tokenizer, load_tokenizer, resolve_model_path, seeded_llama
 from entropic_rl.tasks import ArithmeticTask, FileTask, get_reward
 from entropic_rl.trainer import load_config, train
 
@@ -80,21 +80,7 @@ def model_folder(workload: Workload, root: Path) -> Path:
         return resolve_model_path("smollm2", "--workload")
     hidden, intermediate, layers, heads, kv_heads = LLAMAS[workload.model]
     tokenizer = char_tokenizer()
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=intermediate,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=kv_heads,
-            max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    model = seeded_llama(tokenizer, hidden, intermediate, layers, heads, kv_heads, max_position_embeddings=512)
     folder = root / workload.model
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

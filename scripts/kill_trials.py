@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 STEPS = 10
 # A small, fast run of the embedded model on 1-digit addition (as the tests use).
 RUN = [
@@ -121,27 +119,14 @@ class TRL:
 def trl_worker(run_dir: Path, seed: int, resume: bool) -> None:
     """Train (or resume) the TRL run; write its untimed log history and the controller's state."""
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM, TrainerState
+    from transformers import TrainerState
 
     from entropic_rl.integrations.state_file import load_method_state
     from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
-    from entropic_rl.models import char_tokenizer
+    from entropic_rl.models import char_tokenizer, seeded_llama
 
     tokenizer = char_tokenizer()
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    model = seeded_llama(tokenizer, hidden=64, intermediate=128, layers=2, heads=2, kv_heads=1)
     args = EntroPICGRPOConfig(
         output_dir=str(run_dir),
         per_device_train_batch_size=8,

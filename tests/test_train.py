@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from entropic_rl.cli import main
-from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, response_logprobs
+from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, response_logprobs, seeded_llama
 from entropic_rl.models.sampling import RejectNonFinite
 from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
@@ -290,21 +290,7 @@ def test_embedded_tokenizer_keeps_spaces_when_reloaded():
 
 def tiny_llama(tokenizer):
     """A 2-layer Llama for the tokenizer, seeded: any local Hugging Face causal LM."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return LlamaForCausalLM(config)
+    return seeded_llama(tokenizer, hidden=32, intermediate=64, layers=2, heads=2, kv_heads=1)
 
 
 def test_any_local_hugging_face_model_with_a_chat_template_on_a_data_file(tmp_path):

@@ -3,7 +3,7 @@ default and its warm start, and the sampling and log-prob functions the trainer 
 share."""
 
 from entropic_rl.models.config import ModelConfig
-from entropic_rl.models.embedded import char_tokenizer
+from entropic_rl.models.embedded import char_tokenizer, seeded_llama
 from entropic_rl.models.loading import autocast, choose_device, load_model, load_tokenizer, resolve_model_path
 from entropic_rl.models.policy import load_policy
 from entropic_rl.models.sampling import (
@@ -30,4 +30,5 @@ __all__ = [
     "resolve_model_path",
     "response_logits",
     "response_logprobs",
+    "seeded_llama",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from entropic_rl.models.cache import cache_dir
 from entropic_rl.models.config import ModelConfig
@@ -43,6 +43,28 @@ def char_tokenizer(extra: str = "") -> PreTrainedTokenizerFast:
         eos_token="<eos>",
         unk_token="<unk>",
         padding_side="left",
+    )
+
+
+def seeded_llama(
+    tokenizer: PreTrainedTokenizerFast, hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, **config
+) -> LlamaForCausalLM:
+    """A Llama for ``tokenizer`` (its special tokens), initialised from seed 0: the small stand-in
+    for any Hugging Face causal LM that tests, benchmarks and scripts build."""
+    torch.manual_seed(0)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **config,
+        )
     )
 
 
