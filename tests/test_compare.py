@@ -7,7 +7,7 @@ import math
 import pytest
 
 from entropic_rl.cli import main
-from entropic_rl.evaluation.statistics import below_verdict, format_ci, mean_ci
+from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci, mean_ci
 from entropic_rl.trainer import loop
 from entropic_rl.trainer.compare import compare, method_overrides, parse_seeds, tracking
 from test_train import TINY, metrics
@@ -62,9 +62,16 @@ def test_tracking_hand_computed():
     assert result["settling_step"] == 5 + 10  # the first 10-step running mean wholly in the band ends there
     assert result["tracking_error"] == pytest.approx(0.05)
     assert result["oscillation"] == pytest.approx(0.05)
+    assert result["bias"] == pytest.approx(0.0, abs=1e-12)  # as many steps at 1.05 as at 0.95
+    assert tracking([0.9] * 30, target)["bias"] == pytest.approx(-0.1)  # in the band from the start, 10% below
     alternating = tracking([1.5, 0.5] * 20, target)  # the 10-step running mean sits on the target at once
     assert alternating["settling_step"] == 10 and alternating["oscillation"] == pytest.approx(0.5)
-    assert tracking([2.0] * 30, target) == {"settling_step": None, "tracking_error": 1.0, "oscillation": 0.0}
+    assert tracking([2.0] * 30, target) == {
+        "settling_step": None,
+        "tracking_error": 1.0,
+        "bias": 1.0,
+        "oscillation": 0.0,
+    }
     assert tracking([1.0], None)["tracking_error"] is None
 
 
@@ -76,6 +83,14 @@ def test_mean_ci_and_verdicts():
     assert below_verdict([0.5, 0.6, 0.7], 0.1) == "not held"
     assert below_verdict([0.0, 0.2, 0.05], 0.1) == "not distinguishable"
     assert below_verdict([0.01], 0.1) == "not distinguishable"  # one seed is an anecdote
+    # paired by seed: differences 0.20, 0.21, 0.22 -> 0.21 ± 4.303 * 0.01 / sqrt(3)
+    mean, half, verdict = difference_verdict([1.2, 0.71, 1.22], [1.0, 0.5, 1.0])
+    assert (mean, half, verdict) == (pytest.approx(0.21), pytest.approx(4.303 * 0.01 / 3**0.5), "higher")
+    assert difference_verdict([0.0, 0.0, 0.0], [1.1, 1.2, 1.3])[2] == "lower"
+    assert difference_verdict([1.0, 0.0, 2.0], [0.5, 0.5, 0.5])[2] == "not distinguishable"
+    assert difference_verdict([2.0], [1.0])[2] == "not distinguishable"
+    with pytest.raises(ValueError, match="as many"):
+        difference_verdict([1.0], [1.0, 2.0])
     assert format_ci([0.1, 0.2, 0.3], percent=True) == "20.0% ± 24.8%"
     assert format_ci([]) == "-"
 

@@ -69,6 +69,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from entropic_rl.trainer.loop import RunStopped
+    from entropic_rl.trainer.reproduction import EXPERIMENTS, report, run_experiments
+
+    _quiet_transformers()
+    known = [e.key for e in EXPERIMENTS]
+    keys = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else known
+    for key in keys:
+        if key not in known:
+            raise ValueError(f"--only: unknown experiment {key!r}; choose from {', '.join(known)}")
+    runs = Path(args.runs)
+    if not args.report_only:
+        try:
+            run_experiments(runs, keys)
+        except RunStopped as exc:
+            return _error(exc, RUN_STOPPED)
+    report(runs, Path(args.doc), Path(args.figures))
+    print(f"written: {args.doc}, figures in {args.figures}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from entropic_rl.evaluation import EvalCommand, run_eval
     from entropic_rl.trainer.checkpoint import resolve_model_dir
@@ -208,6 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--eval-n", type=int, default=8, help="held-out samples per problem (default 8)")
     comp.add_argument("--eval-problems", type=int, default=200, help="held-out problems per data set (default 200)")
     comp.set_defaults(func=cmd_compare)
+
+    rep = commands.add_parser(
+        "reproduce",
+        help="the paper's claims at small scale: run the comparisons, write docs/reproduction.md",
+        description="Run the comparisons of the reproduction (each an entropic compare over 3 seeds; finished runs "
+        "are skipped, interrupted ones resumed; hours on 2 cores), then write the report with each claim's "
+        "verdict from the finished runs. Run from the repository's root (it reads configs/).",
+    )
+    rep.add_argument("--only", help="comma-separated experiment keys, e.g. a-worked,c-off-policy (default: all)")
+    rep.add_argument("--report-only", action="store_true", help="train nothing; write the report from finished runs")
+    rep.add_argument(
+        "--runs", default="runs/reproduction", help="folder of the comparisons (default runs/reproduction)"
+    )
+    rep.add_argument("--doc", default="docs/reproduction.md", help="the report (default docs/reproduction.md)")
+    rep.add_argument(
+        "--figures", default="docs/figures/reproduction", help="its figures (default docs/figures/reproduction)"
+    )
+    rep.set_defaults(func=cmd_reproduce)
 
     ev = commands.add_parser(
         "eval",

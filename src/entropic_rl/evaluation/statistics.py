@@ -44,3 +44,14 @@ def format_ci(values: list[float], percent: bool = False) -> str:
     if not math.isnan(half):
         text += f" ± {half * scale:.1f}{unit}" if percent else f" ± {half * scale:.2g}"
     return text
+
+
+def difference_verdict(a: list[float], b: list[float]) -> tuple[float, float, str]:
+    """Paired by seed: the mean of ``a[i] - b[i]``, the half-width of its 95% interval, and
+    ``higher`` when the interval lies above 0, ``lower`` when below, else ``not distinguishable``."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need as many of each, got {len(a)} and {len(b)}")
+    mean, half = mean_ci([x - y for x, y in zip(a, b, strict=True)])
+    if math.isnan(half) or abs(mean) <= half:
+        return mean, half, "not distinguishable"
+    return mean, half, "higher" if mean > 0 else "lower"

@@ -14,7 +14,8 @@ the mean over seeds and its 95% confidence interval of:
   method without one, the target of the comparison's EntroPIC runs: the settling step (the first
   step after which the 10-step running mean of ``entropy/mean`` stays within ±10% of the target),
   the tracking error (mean |H - H_tar| / H_tar after settling, or over the second half of a run
-  that never settles), the oscillation (std of H over the same steps);
+  that never settles), the bias (mean (H - H_tar) / H_tar over the same steps: below target when
+  negative), the oscillation (std of H over the same steps); the final entropy (last 10% of steps);
 - the fraction of steps with alpha saturated, and the wall time.
 """
 
@@ -64,6 +65,18 @@ def compare(
             train_once(config, trail)
             evaluate_once(config, eval_n, eval_problems)
             runs[method].append(run_dir)
+    summaries, reference_target = summarize_methods(runs)
+    table = markdown(summaries, eval_n)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically(out / "compare.md", table)
+    write_atomically(out / "compare.json", json.dumps(summaries, indent=1))
+    figure(runs, reference_target, out / "compare.png")
+    return table
+
+
+def summarize_methods(runs: dict[str, list[Path]]) -> tuple[dict[str, list[dict]], float | None]:
+    """Each finished run's numbers per method, its entropy tracked against its own target or, for a
+    method without one, the target of the comparison's EntroPIC runs (returned too)."""
     summaries = {method: [summarize(run_dir) for run_dir in dirs] for method, dirs in runs.items()}
     reference_target = next(
         (s["target"] for per_seed in summaries.values() for s in per_seed if s["target"] is not None), None
@@ -71,12 +84,7 @@ def compare(
     for per_seed in summaries.values():
         for summary in per_seed:
             summary.update(tracking(summary.pop("entropy"), summary["target"] or reference_target))
-    table = markdown(summaries, len(seeds), eval_n)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "compare.md", table)
-    write_atomically(out / "compare.json", json.dumps(summaries, indent=1))
-    figure(runs, reference_target, out / "compare.png")
-    return table
+    return summaries, reference_target
 
 
 def method_overrides(method: str) -> list[str]:
@@ -136,6 +144,7 @@ def summarize(run_dir: Path) -> dict:
         "run": run_dir.name,
         "entropy": [r["entropy/mean"] for r in records],
         "target": statistics.fmean(targets[-len(targets) // 2 :]) if targets else None,
+        "final_entropy": statistics.fmean(r["entropy/mean"] for r in last),
         "final_accuracy": statistics.fmean(r["reward/accuracy"] for r in last),
         "avg@N": statistics.fmean(rates["avg@"]),  # the mean over the held-out data sets
         "pass@N": statistics.fmean(rates["pass@"]),
@@ -145,9 +154,10 @@ def summarize(run_dir: Path) -> dict:
 
 
 def tracking(entropy: list[float], target: float | None) -> dict:
-    """Settling step, tracking error and oscillation of an entropy series against a target."""
+    """Settling step, tracking error, bias (mean signed relative error) and oscillation of an
+    entropy series against a target."""
     if target is None or not entropy:
-        return {"settling_step": None, "tracking_error": None, "oscillation": None}
+        return {"settling_step": None, "tracking_error": None, "bias": None, "oscillation": None}
     smooth = running_mean(entropy, SETTLING_WINDOW)
     outside = np.nonzero(np.abs(smooth - target) > SETTLING_BAND * target)[0]
     if len(outside) == 0:
@@ -160,16 +170,21 @@ def tracking(entropy: list[float], target: float | None) -> dict:
     return {
         "settling_step": settled,
         "tracking_error": float(np.mean(np.abs(after - target)) / target) if len(after) else None,
+        "bias": float(np.mean(after - target) / target) if len(after) else None,
         "oscillation": float(np.std(after)) if len(after) else None,
     }
 
 
-def markdown(summaries: dict[str, list[dict]], seeds: int, n: int) -> str:
+def markdown(summaries: dict[str, list[dict]], n: int) -> str:
+    """The table of ``summaries``; a method with fewer seeds than the most has its count beside it."""
+    seeds = max(len(per_seed) for per_seed in summaries.values())
     columns = [
         (f"held-out avg@{n}", "avg@N", True),
         (f"held-out pass@{n}", "pass@N", True),
         ("final train accuracy", "final_accuracy", True),
+        ("final entropy", "final_entropy", False),
         ("tracking error", "tracking_error", True),
+        ("bias", "bias", True),
         ("oscillation (std H)", "oscillation", False),
         ("alpha saturated", "saturated", True),
         ("wall time s", "wall_time", False),
@@ -183,7 +198,7 @@ def markdown(summaries: dict[str, list[dict]], seeds: int, n: int) -> str:
         "|" + "---|" * len(header),
     ]
     for method, per_seed in summaries.items():
-        cells = [method]
+        cells = [method if len(per_seed) == seeds else f"{method} ({len(per_seed)} seeds)"]
         for _, key, percent in columns:
             cells.append(format_ci([s[key] for s in per_seed if s[key] is not None], percent))
         settling = [s["settling_step"] for s in per_seed]

@@ -1,0 +1,391 @@
+"""``entropic reproduce``: the paper's claims (ALGORITHMS.md §2) at small scale, every number from
+``entropic compare`` over seeds, written to one report (docs/reproduction.md).
+
+Each experiment is one comparison: a configuration, methods and seeds, in ``RUNS/<key>``. The command
+runs the comparisons not done yet (a finished run is skipped, an interrupted one resumed), then writes
+the report from every run that has finished: per experiment the comparison's table, its figure, and
+the verdict on each claim it tests, computed from the runs (means over seeds with a 95% interval,
+paired by seed where two methods are compared). An experiment with no finished run is listed with
+the command that runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
+from entropic_rl.trainer.compare import HELD_BOUND, compare, figure, markdown, summarize_methods
+from entropic_rl.trainer.logger import read_metrics
+
+EVAL_N = 8  # the paper's N for MATH-sized sets, at T 0.6 and top-p 0.95 (compare's defaults)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    key: str
+    title: str
+    config: str | None  # a YAML file or a preset; None: the embedded preset
+    methods: tuple[str, ...]
+    seeds: int = 3
+    about: str = ""
+
+    def command(self, runs: Path) -> str:
+        config = f" --config {self.config}" if self.config else ""
+        return (
+            f"entropic compare{config} --methods {','.join(self.methods)} --seeds {self.seeds} --out {runs / self.key}"
+        )
+
+
+WORKED = "configs/worked.yaml"
+EXPERIMENTS = (
+    Experiment(
+        "a-worked",
+        "EntroPIC against GRPO (and AEC) on worked 3-digit addition",
+        WORKED,
+        ("grpo", "entropic", "aec:target_entropy=0.1"),
+        about="The LLM-like task: the response works the sum out with its carries in one of several "
+        "equivalent phrasings, and only the final number is checked (docs/training.md). Target 0.1 nats.",
+    ),
+    Experiment(
+        "a-default",
+        "EntroPIC against GRPO on the default task (2-digit addition)",
+        None,
+        ("grpo", "entropic"),
+        about="`entropic train` with no arguments: the embedded model, target 0.3 nats.",
+    ),
+    Experiment(
+        "b-targets",
+        "Three targets on worked addition",
+        WORKED,
+        ("grpo", "entropic:target_entropy=0.05", "entropic", "entropic:target_entropy=0.2"),
+        about="Targets below, near and above the entropy the warm-started model starts from (about 0.14 nats).",
+    ),
+    Experiment(
+        "c-off-policy",
+        "Off-policy (4 mini-batches per rollout): P against PI",
+        "configs/off-policy.yaml",
+        ("entropic:ki=0.0", "entropic"),
+        about="Default task, each rollout split into 4 optimizer steps, so the PPO ratio and clipping are live.",
+    ),
+    Experiment(
+        "d-threshold",
+        "Confident tokens only (threshold 0.5, 0.8, 0.95) against every token (threshold 0)",
+        None,
+        ("entropic:threshold=0.5", "entropic", "entropic:threshold=0.95", "entropic:threshold=0.0"),
+        about="Default task; `entropic` is the preset's threshold, 0.8.",
+    ),
+    Experiment(
+        "e-reference",
+        "This project's EntroPIC against the authors' code path (`entropic-reference`)",
+        None,
+        ("entropic", "entropic-reference"),
+        about="Default task; `entropic-reference` is the authors' loss as their fork computes it (docs/core.md).",
+    ),
+    Experiment(
+        "f-baselines",
+        "Every baseline side by side",
+        None,
+        (
+            "grpo",
+            "entropic",
+            "aec:target_entropy=0.3",
+            "entropy-bonus",
+            "aent",
+            "clip-cov",
+            "kl-cov",
+            "nsr",
+            "w-reinforce",
+        ),
+        about="Default task; each baseline with its defaults (ALGORITHMS.md §3), AEC at EntroPIC's target.",
+    ),
+)
+
+
+Summaries = dict[str, list[dict]]
+Claim = Callable[[dict[str, Summaries]], str | None]  # the verdict line, or None without the runs it needs
+
+
+def finished(runs: Path, experiment: Experiment) -> dict[str, list[Path]]:
+    """Per method, the runs of ``experiment`` that are trained and evaluated (seed order)."""
+    out = {}
+    for method in experiment.methods:
+        dirs = [runs / experiment.key / f"{method}-seed{s}" for s in range(experiment.seeds)]
+        dirs = [d for d in dirs if (d / "heldout.json").is_file()]
+        if dirs:
+            out[method] = dirs
+    return out
+
+
+def paired(a: list[float], b: list[float], unit: str = "points") -> tuple[str, str]:
+    """``a`` minus ``b``, seed by seed over the seeds both have: 'mean ± half unit over n seed(s)' and
+    the verdict; in percentage points (values times 100) unless ``unit`` says otherwise."""
+    seeds = min(len(a), len(b))
+    mean, half, verdict = difference_verdict(a[:seeds], b[:seeds])
+    scale = 100 if unit == "points" else 1
+    text = f"{mean * scale:+.2f}" + ("" if half != half else f" ± {half * scale:.2f}")
+    return f"{text} {unit} over {seeds} seed(s)", verdict
+
+
+def column(per_seed: list[dict], key: str) -> list[float]:
+    return [s[key] for s in per_seed]
+
+
+def values(per_seed: list[dict], key: str, percent: bool = True) -> str:
+    return format_ci([s[key] for s in per_seed if s[key] is not None], percent)
+
+
+def claim_1(results: dict[str, Summaries]) -> str | None:
+    f = results.get("f-baselines", {})
+    if "nsr" not in f or "grpo" not in f:
+        return None
+    difference, verdict = paired(column(f["nsr"], "final_entropy"), column(f["grpo"], "final_entropy"), "nats")
+    held = "held" if verdict == "higher" else "not held" if verdict == "lower" else "not distinguishable"
+    return (
+        f"**{held}** for negative samples: training on negative samples only (`nsr`) ends with entropy "
+        f"{values(f['nsr'], 'final_entropy', False)} nats against GRPO's {values(f['grpo'], 'final_entropy', False)} "
+        f"(paired {difference}: {verdict}). Positive samples only were not run as a method here "
+        "(the simulator's `--experiment samples` checks both halves, docs/theory.md)."
+    )
+
+
+def held_line(name: str, per_seed: list[dict]) -> str:
+    errors = [s["tracking_error"] for s in per_seed if s["tracking_error"] is not None]
+    saturated = [s["saturated"] for s in per_seed if s["saturated"] is not None]
+    verdict = below_verdict(errors, HELD_BOUND)
+    line = (
+        f"{name}: tracking error {values(per_seed, 'tracking_error')} (bias {values(per_seed, 'bias')}), "
+        f"**{verdict}** (error below {HELD_BOUND:.0%})"
+    )
+    if verdict != "held" and saturated:
+        line += f"; alpha saturated on {format_ci(saturated, True)} of steps"
+    return line
+
+
+def claim_2(results: dict[str, Summaries]) -> str | None:
+    lines = [held_line(f"`{key}`", results[key]["entropic"]) for key in ("a-worked", "a-default") if key in results]
+    return "; ".join(lines) + "." if lines else None
+
+
+def claim_3(results: dict[str, Summaries]) -> str | None:
+    c = results.get("c-off-policy", {})
+    if "entropic:ki=0.0" not in c or "entropic" not in c:
+        return None
+    p, pi = c["entropic:ki=0.0"], c["entropic"]
+    difference, verdict = paired([abs(b) for b in column(pi, "bias")], [abs(b) for b in column(p, "bias")])
+    held = "held" if verdict == "lower" else "not held" if verdict == "higher" else "not distinguishable"
+    return (
+        f"**{held}**: off-policy, P alone ends with bias {values(p, 'bias')} and tracking error "
+        f"{values(p, 'tracking_error')}; PI with bias {values(pi, 'bias')} and tracking error "
+        f"{values(pi, 'tracking_error')} (|bias| of PI minus P, paired: {difference}: {verdict})."
+    )
+
+
+def claim_4(results: dict[str, Summaries]) -> str | None:
+    d = results.get("d-threshold", {})
+    if "entropic" not in d or "entropic:threshold=0.0" not in d:
+        return None
+    confident, every = d["entropic"], d["entropic:threshold=0.0"]
+    error, error_verdict = paired(column(confident, "tracking_error"), column(every, "tracking_error"))
+    accuracy, accuracy_verdict = paired(column(confident, "avg@N"), column(every, "avg@N"))
+    as_well = error_verdict != "higher"
+    less_disturbance = accuracy_verdict == "higher"
+    held = "held" if as_well and less_disturbance else "partly held" if as_well else "not held"
+    return (
+        f"**{held}**: confident tokens (threshold 0.8) against every token: tracking error "
+        f"{values(confident, 'tracking_error')} against {values(every, 'tracking_error')} (paired {error}: "
+        f"{error_verdict}); held-out avg@{EVAL_N} {values(confident, 'avg@N')} against {values(every, 'avg@N')} "
+        f"(paired {accuracy}: {accuracy_verdict})."
+    )
+
+
+def claim_5(results: dict[str, Summaries]) -> str | None:
+    lines = []
+    for key in ("a-worked", "a-default"):
+        runs = results.get(key, {})
+        if "entropic" in runs and "grpo" in runs:
+            parts = []
+            for rate in ("pass@N", "avg@N"):
+                difference, verdict = paired(column(runs["entropic"], rate), column(runs["grpo"], rate))
+                parts.append(
+                    f"{rate.replace('N', str(EVAL_N))} {values(runs['entropic'], rate)} against "
+                    f"{values(runs['grpo'], rate)} (paired {difference}: {verdict})"
+                )
+            lines.append(f"`{key}`: " + "; ".join(parts))
+    return "; ".join(lines) + "." if lines else None
+
+
+CLAIMS: tuple[tuple[str, Claim], ...] = (
+    ("1. Training only on positive samples lowers entropy; only on negative samples raises it.", claim_1),
+    ("2. On-policy, P or PI control brings entropy to the target.", claim_2),
+    ("3. Off-policy, P alone leaves a steady-state error; PI removes it.", claim_3),
+    (
+        "4. Restricting the reweighting to confident tokens controls entropy as well as reweighting every "
+        "token, with less disturbance to learning.",
+        claim_4,
+    ),
+    ("5. Held at target, the policy keeps exploring: better pass@N (and avg@N) than GRPO.", claim_5),
+)
+
+
+GOAL_ERROR, GOAL_SETTLING, GOAL_SATURATED = 0.05, 50, 0.10
+
+
+def goals(results: dict[str, Summaries]) -> list[str]:
+    """The goals this project set itself on worked addition (issue 13), met or not."""
+    runs = results.get("a-worked", {})
+    if "entropic" not in runs:
+        return []
+    entropic = runs["entropic"]
+    settling = column(entropic, "settling_step")
+    met = {"held": "met", "not held": "not met", "not distinguishable": "not distinguishable"}
+    lines = [
+        f"- Tracking error at most {GOAL_ERROR:.0%}: {values(entropic, 'tracking_error')}, "
+        f"**{met[below_verdict(column(entropic, 'tracking_error'), GOAL_ERROR)]}**.",
+        f"- Settling within {GOAL_SETTLING} steps, every seed: "
+        + (
+            "a seed never settles (**not met**)."
+            if None in settling
+            else f"{format_ci(settling)} (seeds: {', '.join(map(str, settling))}; "
+            f"**{'met' if max(settling) <= GOAL_SETTLING else 'not met'}**)."
+        ),
+        f"- Alpha saturated on at most {GOAL_SATURATED:.0%} of steps (over the whole run): "
+        f"{values(entropic, 'saturated')}, **{met[below_verdict(column(entropic, 'saturated'), GOAL_SATURATED)]}**.",
+    ]
+    for rival in ("aec:target_entropy=0.1", "grpo"):
+        if rival not in runs:
+            continue
+        for key, name, better in (
+            ("tracking_error", "tracking error", "lower"),
+            ("pass@N", f"pass@{EVAL_N}", "higher"),
+        ):
+            if rival == "grpo" and key == "tracking_error":
+                continue
+            difference, verdict = paired(column(entropic, key), column(runs[rival], key))
+            outcome = (
+                "met" if verdict == better else "not distinguishable" if verdict == "not distinguishable" else "not met"
+            )
+            lines.append(
+                f"- `entropic`'s {name} against `{rival}`'s, {better} or equal: {difference}, {verdict} "
+                f"(**{outcome}**)."
+            )
+    return lines
+
+
+def confident_shares(runs: Path) -> list[str]:
+    """Where the entropy sits: the share carried by confident tokens, per task, in GRPO's runs (its
+    first 10 steps: the warm-started model; and the whole run)."""
+    lines = []
+    for key in ("a-worked", "a-default"):
+        experiment = next(e for e in EXPERIMENTS if e.key == key)
+        dirs = finished(runs, experiment).get("grpo", [])
+        if not dirs:
+            continue
+        cells = [f"`{key}` ({len(dirs)} seeds)"]
+        for tau in (0.8, 0.95):
+            name = f"entropy/confident_share@{tau}"
+            records = [read_metrics(d) for d in dirs]
+            cells.append(format_ci([statistics.fmean(r[name] for r in rec[:10]) for rec in records], True))
+            cells.append(format_ci([statistics.fmean(r[name] for r in rec) for rec in records], True))
+        lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    header = (
+        "| task | share, p > 0.8, first 10 steps | whole run | share, p > 0.95, first 10 steps | whole run |\n"
+        "|---|---|---|---|---|"
+    )
+    return [header, *lines]
+
+
+def run_experiments(runs: Path, keys: list[str]) -> None:
+    """Run the comparisons of ``keys``, in order (each skips its finished runs)."""
+    chosen = [e for e in EXPERIMENTS if e.key in keys]
+    for experiment in chosen:
+        if experiment.config and not Path(experiment.config).is_file():
+            raise ValueError(f"{experiment.config}: not found; run entropic reproduce from the repository's root")
+    for experiment in chosen:
+        compare(
+            experiment.config or "embedded",
+            [],
+            list(experiment.methods),
+            list(range(experiment.seeds)),
+            runs / experiment.key,
+            EVAL_N,
+        )
+
+
+def report(runs: Path, doc: Path, figures: Path) -> str:
+    """Write ``doc`` (and the figures) from the finished runs under ``runs``; return its text."""
+    results: dict[str, Summaries] = {}
+    sections = []
+    for experiment in EXPERIMENTS:
+        done = finished(runs, experiment)
+        sections.append(f"## {experiment.key}: {experiment.title}\n\n{experiment.about}\n")
+        sections.append(f"```bash\n{experiment.command(runs)}\n```\n")
+        if not done:
+            sections.append("**Not run yet.**\n")
+            continue
+        summaries, target = summarize_methods(done)
+        results[experiment.key] = summaries
+        missing = [m for m in experiment.methods if len(done.get(m, [])) < experiment.seeds]
+        if missing:
+            sections.append(f"Unfinished: {', '.join(f'`{m}`' for m in missing)} (fewer seeds than planned).\n")
+        sections.append(markdown(summaries, EVAL_N))
+        figure(done, target, figures / f"{experiment.key}.png")
+        sections.append(f"![entropy and training accuracy]({relative(figures, doc.parent)}/{experiment.key}.png)\n")
+    claims = ["## The paper's claims, here\n"]
+    for text, claim in CLAIMS:
+        verdict = claim(results)
+        claims.append(f"- {text}\n  {verdict or 'Not tested yet: the experiments it needs have not finished.'}")
+    target_lines = goals(results) or ["Not measured yet: `a-worked` has no finished EntroPIC run."]
+    share_lines = confident_shares(runs) or ["Not measured yet: no finished GRPO run."]
+    text = "\n".join(
+        [
+            HEADER.format(runs=runs),
+            "\n".join(claims) + "\n",
+            GOALS + "\n".join(target_lines) + "\n",
+            SHARES + "\n".join(share_lines) + "\n",
+            *sections,
+        ]
+    )
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    return text
+
+
+def relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+HEADER = """# Reproduction: the paper's claims at small scale
+
+Generated by `entropic reproduce` from the runs in `{runs}` (do not edit by hand; commentary on
+these numbers is in [compare.md](compare.md) and [control.md](control.md)). Every number is a mean over
+seeds with the half-width of its 95% t-interval; comparisons between two methods are paired by seed.
+Held-out avg@8 and pass@8 at T 0.6, top-p 0.95 on 200 held-out problems; tracking error, bias and
+settling as defined in [compare.md](compare.md#the-summary); entropy is "held" when the interval of
+the tracking error lies below 10%. Floating-point details differ between machines, so a rerun
+elsewhere gives other samples: the intervals, not the digits, are what carries over.
+
+```bash
+entropic reproduce                       # runs what is missing (hours on 2 cores), then writes this page
+entropic reproduce --report-only         # rewrites this page from the finished runs
+entropic reproduce --only a-worked,c-off-policy
+```
+"""
+
+GOALS = """## Goals on worked addition
+
+What this project set out to reach on the LLM-like task (the paper reports about 5% tracking error):
+
+"""
+
+SHARES = """## Where the entropy sits
+
+The share of the responses' entropy carried by tokens sampled with probability above 0.8 or 0.95
+(`entropy/confident_share@0.8`, `@0.95`): the tokens through which EntroPIC acts. From the GRPO runs.
+
+"""

@@ -1,0 +1,114 @@
+"""entropic reproduce: the report's numbers and verdicts computed from finished runs (written here by
+hand, so that no training is needed), the experiments it runs, and its command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from entropic_rl.cli import main
+from entropic_rl.trainer import reproduction
+from entropic_rl.trainer.reproduction import EXPERIMENTS, report
+
+
+def fake_run(run_dir: Path, entropy: list[float], target: float | None, avg: float, passed: float) -> None:
+    """A finished run: metrics.jsonl with constant-ish entropy, heldout.json with the given rates."""
+    run_dir.mkdir(parents=True)
+    records = []
+    for step, h in enumerate(entropy, start=1):
+        record = {
+            "step": step,
+            "entropy/mean": h,
+            "reward/accuracy": 0.5,
+            "perf/step_time": 1.0,
+            "entropy/confident_share@0.8": 0.6,
+            "entropy/confident_share@0.95": 0.3,
+        }
+        if target is not None:
+            record.update({"entropic/target": target, "entropic/saturated": float(step % 4 == 0)})
+        records.append(record)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run_dir / "heldout.json").write_text(json.dumps({"heldout": {"avg@8": avg, "pass@8": passed, "problems": 200}}))
+
+
+def test_report_states_verdicts_from_the_runs(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, wiggle in enumerate((0.0, 0.002, -0.002)):
+        a = runs / "a-default"
+        fake_run(a / f"grpo-seed{seed}", [0.06 + wiggle] * 40, None, 0.80, 0.90 + wiggle)
+        # held 2% above target; pass@8 higher than GRPO's by 0.05 every seed
+        fake_run(a / f"entropic-seed{seed}", [0.306 + wiggle] * 40, 0.3, 0.80, 0.95 + wiggle)
+        c = runs / "c-off-policy"
+        fake_run(c / f"entropic:ki=0.0-seed{seed}", [0.25 + wiggle] * 40, 0.3, 0.7, 0.8)  # P: 17% below
+        fake_run(c / f"entropic-seed{seed}", [0.3 + wiggle] * 40, 0.3, 0.7, 0.8)
+        f = runs / "f-baselines"
+        fake_run(f / f"grpo-seed{seed}", [0.06 + wiggle] * 40, None, 0.8, 0.9)
+        fake_run(f / f"nsr-seed{seed}", [0.5 + wiggle] * 40, None, 0.5, 0.9)
+    doc, figures = tmp_path / "docs" / "reproduction.md", tmp_path / "docs" / "figures" / "reproduction"
+    text = report(runs, doc, figures)
+    assert doc.read_text() == text
+    claims = text.split("## The paper's claims, here")[1].split("## Goals")[0]
+    claim = {line[0]: line for line in claims.split("\n- ")[1:]}
+    assert (
+        "**held** for negative samples" in claim["1"]
+        and "(paired +0.44 ± 0.00 nats over 3 seed(s): higher)" in claim["1"]
+    )
+    assert "tracking error 2.0% ± 1.7% (bias 2.0% ± 1.7%), **held**" in claim["2"]
+    assert claim["3"].startswith("3.") and "**held**: off-policy, P alone ends with bias -16.7%" in claim["3"]
+    assert "Not tested yet" in claim["4"]  # d-threshold has no runs
+    assert "pass@8 95.0% ± 0.5% against 90.0% ± 0.5% (paired +5.00 ± 0.00 points over 3 seed(s): higher)" in claim["5"]
+    assert "| `a-default` (3 seeds) | 60.0% ± 0.0% | 60.0% ± 0.0% | 30.0% ± 0.0% | 30.0% ± 0.0% |" in text  # the confident shares
+    assert "Not measured yet: `a-worked`" in text
+    for key in ("a-default", "c-off-policy", "f-baselines"):
+        assert (figures / f"{key}.png").stat().st_size > 10_000
+        assert f"](figures/reproduction/{key}.png)" in text
+    assert text.count("**Not run yet.**") == 4  # a-worked, b-targets, d-threshold, e-reference
+    assert "entropic compare --config configs/worked.yaml --methods grpo,entropic" in text
+    # a comparison short of seeds says so
+    fake_run(runs / "d-threshold" / "entropic-seed0", [0.3] * 40, 0.3, 0.8, 0.9)
+    text = report(runs, doc, figures)
+    assert "Unfinished: `entropic:threshold=0.5`, `entropic`" in text
+
+
+def test_goals_on_worked_addition(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, wiggle in enumerate((0.0, 0.001, -0.001)):
+        a = runs / "a-worked"
+        fake_run(a / f"grpo-seed{seed}", [0.03 + wiggle] * 60, None, 0.6, 0.9)
+        fake_run(a / f"entropic-seed{seed}", [0.2] * 5 + [0.102 + wiggle] * 55, 0.1, 0.6, 0.9 + wiggle)
+        fake_run(a / f"aec:target_entropy=0.1-seed{seed}", [0.13 + wiggle] * 60, None, 0.6, 0.9)
+    text = report(runs, tmp_path / "r.md", tmp_path / "fig")
+    goals = text.split("## Goals on worked addition")[1].split("## Where")[0]
+    assert "Tracking error at most 5%: 2.0% ± 2.5%, **met**" in goals
+    # 5 steps outside the band, then the 10-step window
+    assert "Settling within 50 steps, every seed: 15 ± 0 (seeds: 15, 15, 15; **met**)" in goals
+    assert "Alpha saturated on at most 10% of steps (over the whole run): 25.0% ± 0.0%, **not met**" in goals
+    assert "tracking error against `aec:target_entropy=0.1`'s, lower or equal: -28.00 ± 0.00 points" in goals
+    assert "pass@8 against `grpo`'s, higher or equal: +0.00 ± 0.25 points over 3 seed(s), not distinguishable" in goals
+
+
+def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(reproduction, "compare", lambda *args: calls.append(args))
+    monkeypatch.chdir(Path(__file__).parents[1])  # the repository's root: configs/ is read from there
+    reproduction.run_experiments(tmp_path, ["c-off-policy", "a-worked"])
+    assert [(c[0], c[2], c[3], c[4].name) for c in calls] == [
+        ("configs/worked.yaml", ["grpo", "entropic", "aec:target_entropy=0.1"], [0, 1, 2], "a-worked"),
+        ("configs/off-policy.yaml", ["entropic:ki=0.0", "entropic"], [0, 1, 2], "c-off-policy"),
+    ]
+    for experiment in EXPERIMENTS:
+        assert experiment.config is None or Path(experiment.config).is_file()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"worked\.yaml: not found; run entropic reproduce from the repository"):
+        reproduction.run_experiments(tmp_path, ["a-worked"])
+
+
+def test_reproduce_command_line(tmp_path, capsys):
+    doc = tmp_path / "reproduction.md"
+    args = ["reproduce", "--report-only", "--runs", str(tmp_path / "none"), "--doc", str(doc)]
+    assert main([*args, "--figures", str(tmp_path / "fig")]) == 0
+    assert doc.read_text().count("**Not run yet.**") == len(EXPERIMENTS)
+    assert main(["reproduce", "--only", "a-worked,zz"]) == 2
+    assert "unknown experiment 'zz'; choose from a-worked, a-default" in capsys.readouterr().err
