@@ -219,10 +219,14 @@ def one_step(trainer, monkeypatch, store: TensorDict):
     return metrics, sent[0]
 
 
-def entropy_store(entropy):
-    """Two responses of lengths 3 and 2 whose every token has this entropy."""
+def entropy_store(entropy, advantages=(1.0, -1.0)):
+    """Two responses of lengths 3 and 2 whose every token has this entropy, and these advantages."""
     return TensorDict(
-        {"entropy": nested([[entropy] * 3, [entropy] * 2]), "response_mask": nested([[1, 1, 1], [1, 1]])},
+        {
+            "entropy": nested([[entropy] * 3, [entropy] * 2]),
+            "response_mask": nested([[1, 1, 1], [1, 1]]),
+            "advantages": nested([[advantages[0]] * 3, [advantages[1]] * 2]),
+        },
         batch_size=2,
     )
 
@@ -251,6 +255,17 @@ def test_a_rollout_serving_several_optimizer_steps_integrates_each(tmp_path, mon
     one_step(trainer, monkeypatch, entropy_store(0.5))
     assert trainer.method.controller.steps == 4
     assert trainer.method.metrics()["entropic/integral"] == pytest.approx(4 * 0.3)
+
+
+def test_gains_auto_adapts_only_while_some_sequences_carry_an_advantage(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, "+actor_rollout_ref.actor.policy_loss.gains=auto")
+    for _ in range(25):  # a persistent small error, alpha unsaturated: kappa rises from window 21 on
+        one_step(trainer, monkeypatch, entropy_store(0.19, advantages=(1.0, 0.0)))  # one of two mixed
+    kappa = trainer.method.metrics()["entropic/kappa"]
+    assert kappa > 3.0
+    for _ in range(5):  # every group uniform: no advantage anywhere, kappa frozen
+        metrics, _ = one_step(trainer, monkeypatch, entropy_store(0.19, advantages=(0.0, 0.0)))
+    assert metrics["entropic/kappa"] == kappa and metrics["entropic/adapt"] == 0.0
 
 
 def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_path, monkeypatch):

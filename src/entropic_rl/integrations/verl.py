@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -193,8 +193,14 @@ class EntroPICTrainer(PPOTrainerSync):
 
     def _update_actor(self, batch, metrics: dict):
         # The window update for this batch, from its entropy under the policy that sampled it (here, not
-        # when it is measured: no update during critic warm-up, no integration either).
-        self.method.update(self._window)
+        # when it is measured: no update during critic warm-up, no integration either), with the share of
+        # its sequences that carry a non-zero advantage (gains auto adapts only where there is one).
+        data = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=["advantages", "response_mask"]
+        )
+        padded = data.to_padded_tensor()
+        mixed = ((padded["advantages"] != 0) & padded["response_mask"].bool()).any(1).float().mean().item()
+        self.method.update(replace(self._window, mixed=mixed))
         metrics.update(self.method.metrics())
         if self.delivery == "loss":
             batch.extra_info[STEP_STATE_KEY] = json.dumps(self.method.step_state())
