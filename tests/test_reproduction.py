@@ -59,12 +59,14 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
     assert claim["3"].startswith("3.") and "**held**: off-policy, P alone ends with bias -16.7%" in claim["3"]
     assert "Not tested yet" in claim["4"]  # d-threshold has no runs
     assert "pass@8 95.0% ± 0.5% against 90.0% ± 0.5% (paired +5.00 ± 0.00 points over 3 seed(s): higher)" in claim["5"]
-    assert "| `a-default` (3 seeds) | 60.0% ± 0.0% | 60.0% ± 0.0% | 30.0% ± 0.0% | 30.0% ± 0.0% |" in text  # the confident shares
+    assert (
+        "| `a-default` (3 seeds) | 60.0% ± 0.0% | 60.0% ± 0.0% | 30.0% ± 0.0% | 30.0% ± 0.0% |" in text
+    )  # the confident shares
     assert "Not measured yet: `a-worked`" in text
     for key in ("a-default", "c-off-policy", "f-baselines"):
         assert (figures / f"{key}.png").stat().st_size > 10_000
         assert f"](figures/reproduction/{key}.png)" in text
-    assert text.count("**Not run yet.**") == 4  # a-worked, b-targets, d-threshold, e-reference
+    assert text.count("**Not run yet.**") == 5  # a-worked, b-targets, d-threshold, e-reference, g-smollm2
     assert "entropic compare --config configs/worked.yaml --methods grpo,entropic" in text
     # a comparison short of seeds says so
     fake_run(runs / "d-threshold" / "entropic-seed0", [0.3] * 40, 0.3, 0.8, 0.9)

@@ -9,10 +9,12 @@ from entropic_rl.tasks import (
     FileTask,
     UnsafeExpression,
     WorkedAdditionTask,
+    build_task,
     evaluate,
 )
 from entropic_rl.tasks.checkers import Check
 from entropic_rl.tasks.rewards import UserReward, countdown, exact, get_reward
+from entropic_rl.trainer.config import load_config
 
 
 def test_examples_are_a_deterministic_function_of_position():
@@ -146,3 +148,14 @@ def test_worked_addition_varies_the_phrasing_and_checks_only_the_sum():
 def eval_sum(prompt: str) -> int:
     a, b = prompt.rstrip(":").split("+")
     return int(a) + int(b)
+
+
+def test_a_template_wraps_a_synthetic_task_for_a_model_given_by_path():
+    config = load_config(None, ["task.name=worked", "task.difficulty=1", "task.template=hashes", "model.path=x"])
+    task = build_task(config.task, 0)
+    plain = build_task(load_config(None, ["task.name=worked", "task.difficulty=1"]).task, 0)
+    (templated,), (bare,) = task.examples(5, 1), plain.examples(5, 1)
+    assert templated.prompt == bare.prompt + "\nAnswer with the final number after ####."
+    assert (templated.answer, templated.meta) == (bare.answer, bare.meta) and task.default_reward == "gsm8k"
+    with pytest.raises(ValueError, match=r"task\.template: the embedded model's tokenizer knows only"):
+        load_config(None, ["task.name=worked", "task.template=hashes"])

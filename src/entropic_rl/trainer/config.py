@@ -150,6 +150,13 @@ class Config:
     log: LogConfig = option(factory=LogConfig, help="the run directory")
     eval: EvalConfig = option(factory=EvalConfig, help="validation during training")
 
+    def __post_init__(self) -> None:
+        if self.task.name != "file" and self.task.wraps_prompts and self.model.path is None:
+            raise ValueError(
+                "task.template: the embedded model's tokenizer knows only its task's characters; a template for "
+                f"the {self.task.name} task needs a model given by model.path (e.g. smollm2)"
+            )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -102,6 +102,15 @@ EXPERIMENTS = (
         ),
         about="Default task; each baseline with its defaults (ALGORITHMS.md §3), AEC at EntroPIC's target.",
     ),
+    Experiment(
+        "g-smollm2",
+        "A real model: SmolLM2-135M-Instruct on 1-digit addition, EntroPIC against GRPO",
+        "configs/smollm2-addition.yaml",
+        ("grpo", "entropic"),
+        seeds=1,
+        about="With its chat template and the `####` instruction, scored on the final number; it starts at "
+        "about 30% there. One seed each: an anecdote, not a comparison.",
+    ),
 )
 
 
