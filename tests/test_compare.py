@@ -3,6 +3,7 @@ held-out evaluation, the summary with confidence intervals; and the statistics b
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -33,6 +34,10 @@ def test_compare_trains_evaluates_and_summarises_then_skips_what_is_done(tmp_pat
     assert "compare.md" in capsys.readouterr().out
 
     monkeypatch.setattr(loop, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert main([*args, "--eval-problems", "4", *SMALL]) == 0
+    assert (out / "compare.md").read_text() == table
+    for run in out.glob("*-seed*"):  # a clone holds the committed results only: metrics and held-out scores
+        shutil.rmtree(run / "checkpoints")
     assert main([*args, "--eval-problems", "4", *SMALL]) == 0
     assert (out / "compare.md").read_text() == table
 

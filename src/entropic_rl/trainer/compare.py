@@ -3,8 +3,8 @@
 Each run trains in ``OUT/<method>-seed<seed>`` one after another, on the configuration with the
 run's method set last: method fields of the configuration and overrides apply to the runs of the
 method they were written for, and the other methods start from their own defaults. A finished run
-is skipped and an interrupted one resumed from its last checkpoint, so the command can be stopped
-and started again.
+(evaluated, or checkpointed at its last step) is skipped and an interrupted one resumed from its
+last checkpoint, so the command can be stopped and started again.
 Each finished run is then evaluated on held-out problems at the paper's protocol (T 0.6, top-p
 0.95; the synthetic task's held-out problems or ``eval.data``), once. The summary gives, per method,
 the mean over seeds and its 95% confidence interval of:
@@ -62,8 +62,9 @@ def compare(
             trail: list[str] = []
             run = [*method_overrides(method), f"seed={seed}", f"log.out_dir={run_dir}"]
             config = load_config(config_source, overrides, trail, then=run)
-            train_once(config, trail)
-            evaluate_once(config, eval_n, eval_problems)
+            if not (run_dir / "heldout.json").is_file():  # evaluated: trained to its end (kept without checkpoints)
+                train_once(config, trail)
+                evaluate_once(config, eval_n, eval_problems)
             runs[method].append(run_dir)
     summaries, reference_target = summarize_methods(runs)
     table = markdown(summaries, eval_n)
