@@ -321,6 +321,23 @@ def test_auto_gain_frozen_while_alpha_is_pinned_in_the_errors_direction():
     assert c.pinned == 60 and c.no_authority
 
 
+def test_auto_gain_frozen_for_20_windows_after_alpha_reached_its_bound():
+    """A persistent error with alpha at its bound within the last 20 windows: the loop is not slow
+    for want of gain, so kappa does not grow (even once alpha has left the bound)."""
+    c = auto()
+    for _ in range(25):
+        c.update(1.1)  # windows 20-24 grow kappa
+    grown = 3.0 * math.exp(0.06 * 6)
+    c.update(2.0)  # window 25: grows (alpha was free before it), then alpha = kappa + I is pinned at +1
+    assert c.kappa == pytest.approx(grown) and c.alpha == 1.0
+    for _ in range(20):  # windows 26-45: alpha free again (about 0.5), but it was at +1 within 20 windows
+        c.update(1.1)
+        assert c.adapt == 0.0 and c.alpha < 1.0
+    assert c.kappa == pytest.approx(grown)
+    c.update(1.1)  # window 46: the bound has left the span
+    assert c.adapt == 1.0 and c.kappa == pytest.approx(grown * math.exp(0.06))
+
+
 def test_auto_gain_frozen_without_reward_variance():
     c = auto()
     for _ in range(40):

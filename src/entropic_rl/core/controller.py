@@ -13,8 +13,9 @@ same all-reduced entropy.
 With ``gains="auto"`` the controller tunes its own gain (sign-correlation adaptation,
 docs/control.md), on the relative error e_k = (H_k - H_tar) / H_tar:
 
-    s_k = 1/2 sgn(e_k) [sgn(e_{k-10}) + sgn(e_{k-20})]  # 0 while alpha is pinned in the error's
-                                                        # direction and s_k > 0, or rewards are flat
+    s_k = 1/2 sgn(e_k) [sgn(e_{k-10}) + sgn(e_{k-20})]  # 0 when s_k > 0 and alpha reached its bound in
+                                                        # the error's direction within the last 20
+                                                        # windows, or when rewards are flat
     kappa_k = clip(kappa_{k-1} exp(0.06 s_k), 0.1, 1000),  kappa_0 = 3
     alpha_k = clip(kappa_k e_k + I_k, alpha_min, alpha_max)
     I_{k+1} = clip(I_k + w_k (kappa_k / 80) e_k, alpha_min, alpha_max)   # anti-windup as above
@@ -139,6 +140,7 @@ class PIController:
         self.gains, self.authority_window, self.auto = gains, int(authority_window), auto
         self.kappa = auto.kappa0  # auto: the relative gain
         self.signs: list[float] = []  # auto: sgn(e) of the last max(lags) windows, oldest first
+        self.bounds: list[float] = []  # auto: +1 / -1 where alpha was at alpha_max / alpha_min, else 0, same windows
         self.adapt = 0.0  # auto: s_k of the last window
         self.pinned = 0  # windows in a row with alpha pinned and the error pushing it out
 
@@ -200,6 +202,9 @@ class PIController:
             else:
                 self.integral += weight * self.error
         self.pinned = self.pinned + 1 if pushes_out else 0
+        if self.gains == "auto":
+            bound = 1.0 if self.alpha >= self.alpha_max else -1.0 if self.alpha <= self.alpha_min else 0.0
+            self.bounds = [*self.bounds, bound][-max(self.auto.lags) :]
         self.steps += weight
         return self.alpha
 
@@ -211,9 +216,11 @@ class PIController:
         s = 0.0
         if len(history) >= max(a.lags):
             s = 0.5 * sign * sum(history[-lag] for lag in a.lags)
-        # pinned in the error's direction: a larger gain cannot help, so it must not grow
-        pinned = (self.alpha >= self.alpha_max and relative > 0) or (self.alpha <= self.alpha_min and relative < 0)
-        if (s > 0 and pinned) or (mixed is not None and mixed < a.min_mixed):
+        # alpha reached its bound in the error's direction within the span the signs compare: the
+        # loop is not too slow for want of gain (a larger one cannot move alpha past the bound),
+        # and a persisting error is the integral's to remove, so the gain must not grow
+        reached = sign != 0 and sign in self.bounds
+        if (s > 0 and reached) or (mixed is not None and mixed < a.min_mixed):
             s = 0.0
         self.adapt = s
         self.kappa = min(max(self.kappa * math.exp(a.rate * s * weight), a.kappa_min), a.kappa_max)
@@ -253,7 +260,7 @@ class PIController:
         "skipped",
         "first_entropy",
     )
-    _AUTO_STATE = ("kappa", "signs", "adapt")  # auto gains only
+    _AUTO_STATE = ("kappa", "signs", "bounds", "adapt")  # auto gains only
 
     def state_dict(self) -> dict:
         """JSON-serialisable state: everything ``load_state_dict`` needs to continue exactly."""
@@ -287,6 +294,7 @@ class PIController:
                 raise ValueError(f"controller state is missing {missing}")
             self.kappa, self.adapt = _number("state.kappa", state["kappa"]), _number("state.adapt", state["adapt"])
             self.signs = [_number("state.signs", sign) for sign in state["signs"]]
+            self.bounds = [_number("state.bounds", bound) for bound in state["bounds"]]
         self.pinned = int(state.get("pinned", 0))
         for name in self._STATE:
             value = state[name]
