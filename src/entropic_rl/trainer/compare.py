@@ -62,7 +62,7 @@ def compare(
             trail: list[str] = []
             run = [*method_overrides(method), f"seed={seed}", f"log.out_dir={run_dir}"]
             config = load_config(config_source, overrides, trail, then=run)
-            if not (run_dir / "heldout.json").is_file():  # evaluated: trained to its end (kept without checkpoints)
+            if not evaluated(config):
                 train_once(config, trail)
                 evaluate_once(config, eval_n, eval_problems)
             runs[method].append(run_dir)
@@ -96,6 +96,22 @@ def method_overrides(method: str) -> list[str]:
         if "=" not in field:
             raise ValueError(f"--methods: {method!r}: expected NAME:field=value, got {field!r}")
     return [f"method.name={name}", *(f"method.{field}" for field in fields)]
+
+
+def evaluated(config: Config) -> bool:
+    """The run was trained to its end and evaluated (its metrics and ``heldout.json`` are enough:
+    its checkpoints may be gone). A run evaluated at fewer steps than the configuration asks for is
+    refused rather than extended, since its held-out scores would no longer be the final model's."""
+    run_dir = config.run_dir()
+    if not (run_dir / "heldout.json").is_file():
+        return False
+    last = max((r["step"] for r in read_metrics(run_dir)), default=0)
+    if last < config.train.steps:
+        raise ValueError(
+            f"{run_dir}: trained and evaluated at {last} steps, but train.steps is {config.train.steps}; "
+            "compare into another --out"
+        )
+    return True
 
 
 def train_once(config: Config, trail: list[str]) -> None:
