@@ -40,7 +40,7 @@ def test_compare_trains_evaluates_and_summarises_then_skips_what_is_done(tmp_pat
         shutil.rmtree(run / "checkpoints")
     assert main([*args, "--eval-problems", "4", *SMALL]) == 0
     assert (out / "compare.md").read_text() == table
-    with pytest.raises(ValueError, match="grpo-seed0: trained and evaluated at 3 steps, but train.steps is 4"):
+    with pytest.raises(ValueError, match=r"grpo-seed0: trained and evaluated at 3 steps, but train\.steps is 4"):
         compare(None, [*SMALL, "train.steps=4"], ["grpo"], [0], out, eval_n=2, eval_problems=4)
 
 

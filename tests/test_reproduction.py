@@ -83,12 +83,30 @@ def test_goals_on_worked_addition(tmp_path):
         fake_run(a / f"aec:target_entropy=0.1-seed{seed}", [0.13 + wiggle] * 60, None, 0.6, 0.9)
     text = report(runs, tmp_path / "r.md", tmp_path / "fig")
     goals = text.split("## Goals on worked addition")[1].split("## Where")[0]
-    assert "Tracking error at most 5%: 2.0% ± 2.5%, **met**" in goals
+    assert "`entropic`: tracking error at most 5%: 2.0% ± 2.5%, **met**" in goals
     # 5 steps outside the band, then the 10-step window
-    assert "Settling within 50 steps, every seed: 15 ± 0 (seeds: 15, 15, 15; **met**)" in goals
-    assert "Alpha saturated on at most 10% of steps (over the whole run): 25.0% ± 0.0%, **not met**" in goals
-    assert "tracking error against `aec:target_entropy=0.1`'s, lower or equal: -28.00 ± 0.00 points" in goals
-    assert "pass@8 against `grpo`'s, higher or equal: +0.00 ± 0.25 points over 3 seed(s), not distinguishable" in goals
+    assert "`entropic`: settling within 50 steps, every seed: 15 ± 0 (seeds: 15, 15, 15; **met**)" in goals
+    assert (
+        "`entropic`: alpha saturated on at most 10% of steps (over the whole run): 25.0% ± 0.0%, **not met**" in goals
+    )
+    assert (
+        "`entropic`'s tracking error against `aec:target_entropy=0.1`'s, lower or equal: -28.00 ± 0.00 points" in goals
+    )
+    assert (
+        "`entropic`'s pass@8 against `grpo`'s, higher or equal: +0.00 ± 0.25 points over 3 seed(s), not distinguishable"
+        in goals
+    )
+    assert "gains=auto" not in goals  # no finished runs: no lines
+    for seed in range(2):  # auto with 2 seeds: 30% below target, never settles
+        fake_run(runs / "a-worked" / f"entropic:gains=auto-seed{seed}", [0.07] * 60, 0.1, 0.6, 0.9)
+    goals = (
+        report(runs, tmp_path / "r.md", tmp_path / "fig").split("## Goals on worked addition")[1].split("## Where")[0]
+    )
+    assert "`entropic:gains=auto`: tracking error at most 5%: 30.0% ± 0.0%, **not met**" in goals
+    assert "`entropic:gains=auto`: settling within 50 steps, every seed: a seed never settles (**not met**)" in goals
+    assert (
+        "`entropic:gains=auto`'s pass@8 against `grpo`'s, higher or equal: +0.00 ± 0.00 points over 2 seed(s)" in goals
+    )
 
 
 def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypatch):
@@ -97,7 +115,12 @@ def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypa
     monkeypatch.chdir(Path(__file__).parents[1])  # the repository's root: configs/ is read from there
     reproduction.run_experiments(tmp_path, ["c-off-policy", "a-worked"])
     assert [(c[0], c[2], c[3], c[4].name) for c in calls] == [
-        ("configs/worked.yaml", ["grpo", "entropic", "aec:target_entropy=0.1"], [0, 1, 2], "a-worked"),
+        (
+            "configs/worked.yaml",
+            ["grpo", "entropic", "aec:target_entropy=0.1", "entropic:gains=auto"],
+            [0, 1, 2],
+            "a-worked",
+        ),
         ("configs/off-policy.yaml", ["entropic:ki=0.0", "entropic"], [0, 1, 2], "c-off-policy"),
     ]
     for experiment in EXPERIMENTS:

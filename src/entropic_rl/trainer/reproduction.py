@@ -46,9 +46,10 @@ EXPERIMENTS = (
         "a-worked",
         "EntroPIC against GRPO (and AEC) on worked 3-digit addition",
         WORKED,
-        ("grpo", "entropic", "aec:target_entropy=0.1"),
+        ("grpo", "entropic", "aec:target_entropy=0.1", "entropic:gains=auto"),
         about="The LLM-like task: the response works the sum out with its carries in one of several "
-        "equivalent phrasings, and only the final number is checked (docs/training.md). Target 0.1 nats.",
+        "equivalent phrasings, and only the final number is checked (docs/training.md). Target 0.1 nats; "
+        "`entropic` with the preset's fixed gains and with `gains: auto` (docs/control.md).",
     ),
     Experiment(
         "a-default",
@@ -243,31 +244,37 @@ CLAIMS: tuple[tuple[str, Claim], ...] = (
 GOAL_ERROR, GOAL_SETTLING, GOAL_SATURATED = 0.05, 50, 0.10
 
 
+CONTROLLERS = ("entropic", "entropic:gains=auto")  # the EntroPIC runs the goals are checked on
+
+
 def goals(results: dict[str, Summaries]) -> list[str]:
-    """The goals this project set itself on worked addition (issue 13), met or not."""
+    """The goals this project set itself on worked addition (issue 13), met or not, for each of
+    ``CONTROLLERS`` with finished runs."""
     runs = results.get("a-worked", {})
-    if "entropic" not in runs:
-        return []
-    entropic = runs["entropic"]
+    return [line for name in CONTROLLERS if name in runs for line in goal_lines(name, runs)]
+
+
+def goal_lines(name: str, runs: Summaries) -> list[str]:
+    entropic = runs[name]
     settling = column(entropic, "settling_step")
     met = {"held": "met", "not held": "not met", "not distinguishable": "not distinguishable"}
     lines = [
-        f"- Tracking error at most {GOAL_ERROR:.0%}: {values(entropic, 'tracking_error')}, "
+        f"- `{name}`: tracking error at most {GOAL_ERROR:.0%}: {values(entropic, 'tracking_error')}, "
         f"**{met[below_verdict(column(entropic, 'tracking_error'), GOAL_ERROR)]}**.",
-        f"- Settling within {GOAL_SETTLING} steps, every seed: "
+        f"- `{name}`: settling within {GOAL_SETTLING} steps, every seed: "
         + (
             "a seed never settles (**not met**)."
             if None in settling
             else f"{format_ci(settling)} (seeds: {', '.join(map(str, settling))}; "
             f"**{'met' if max(settling) <= GOAL_SETTLING else 'not met'}**)."
         ),
-        f"- Alpha saturated on at most {GOAL_SATURATED:.0%} of steps (over the whole run): "
+        f"- `{name}`: alpha saturated on at most {GOAL_SATURATED:.0%} of steps (over the whole run): "
         f"{values(entropic, 'saturated')}, **{met[below_verdict(column(entropic, 'saturated'), GOAL_SATURATED)]}**.",
     ]
     for rival in ("aec:target_entropy=0.1", "grpo"):
         if rival not in runs:
             continue
-        for key, name, better in (
+        for key, label, better in (
             ("tracking_error", "tracking error", "lower"),
             ("pass@N", f"pass@{EVAL_N}", "higher"),
         ):
@@ -278,8 +285,7 @@ def goals(results: dict[str, Summaries]) -> list[str]:
                 "met" if verdict == better else "not distinguishable" if verdict == "not distinguishable" else "not met"
             )
             lines.append(
-                f"- `entropic`'s {name} against `{rival}`'s, {better} or equal: {difference}, {verdict} "
-                f"(**{outcome}**)."
+                f"- `{name}`'s {label} against `{rival}`'s, {better} or equal: {difference}, {verdict} (**{outcome}**)."
             )
     return lines
 
