@@ -48,12 +48,19 @@ def test_eval_end_to_end_on_the_embedded_model(tmp_path):
     )
     assert "| mean |" in (out / "results.md").read_text()
 
+    hung = tmp_path / "hung"  # a module:function reward past its time limit scores 0 and is counted
+    args = ["eval", f"model={run_dir}", f"data={second}", "limit=1", "sampling.n=2", "sampling.max_new_tokens=4"]
+    assert main([*args, "reward=test_reliability:hangs", "reward_timeout=0.3", f"out={hung}"]) == 0
+    result = json.loads((hung / "results.json").read_text())["results"]["second"]
+    assert result["checks"]["timeout"] == 2 and result["avg@2"] == 0
+
 
 def test_eval_errors_name_the_problem(tmp_path, cli_error):
     data = arithmetic_file(tmp_path / "a.jsonl", 0, 2)
     cli_error(["eval", f"model={tmp_path / 'missing'}", f"data={data}"], r"model: .* is not a folder")
     cli_error(["eval", f"data={data}"], r"model: required")
     cli_error(["eval", f"model={tmp_path}", f"data={data}", "sampling.n=0"], r"sampling.n must be >= 1")
+    cli_error(["eval", f"model={tmp_path}", f"data={data}", "reward_timeout=0"], r"reward_timeout must be > 0")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1:", "answer": "1+1=2"}\n{"prompt": oops}\n')
     cli_error(["eval", f"model={tmp_path}", f"data={bad}"], r"bad\.jsonl:2: not valid JSON")

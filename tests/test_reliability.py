@@ -279,7 +279,7 @@ def flaky(response, example):
     ("name", "status", "message"),
     [
         ("raises", "error", "raised KeyError: 'no such field'"),
-        ("hangs", "timeout", "took longer than 0.5 s (task.reward_timeout)"),
+        ("hangs", "timeout", "took longer than 0.5 s (its time limit, reward_timeout)"),
         ("returns_none", "error", "returned 'None' of type NoneType, not a finite number"),
         ("returns_nan", "error", "returned 'nan' of type float"),
         ("returns_text", "error", "returned '1.0' of type str"),

@@ -12,6 +12,7 @@ from entropic_rl.evaluation.passk import ks_up_to
 from entropic_rl.evaluation.runner import Sampling, data_name, evaluate_examples, markdown_table, mean_row
 from entropic_rl.models import choose_device, load_model
 from entropic_rl.tasks import FileTask, get_reward, resolve_template
+from entropic_rl.tasks.rewards import REWARD_TIMEOUT_S
 from entropic_rl.util.options import check_at_least, check_choice, option
 
 
@@ -27,6 +28,7 @@ class EvalCommand:
     prompt_field: str | None = option(None, "null: the first of prompt, question, problem")
     answer_field: str = option("answer", "the reference answer's field")
     reward: str | None = option(None, "checker by name or module:function; null: from the file's layout")
+    reward_timeout: float = option(REWARD_TIMEOUT_S, "seconds a module:function reward may take per response (else 0)")
     sampling: Sampling = option(factory=Sampling, help="how answers are sampled")
     dtype: str = option("float32", "float32 | bfloat16 | float16")
     device: str = option("auto", "auto: cuda when available, else cpu")
@@ -36,6 +38,8 @@ class EvalCommand:
     def __post_init__(self) -> None:
         check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         resolve_template(self.template)
+        if not self.reward_timeout > 0:
+            raise ValueError(f"reward_timeout must be > 0, got {self.reward_timeout}")
         if self.limit is not None:
             check_at_least("limit", self.limit, 1)
         if self.k is not None and any(not 1 <= k <= self.sampling.n for k in self.k):
@@ -50,7 +54,10 @@ def run_eval(config: EvalCommand, model_dir: Path) -> tuple[Path, str]:
     datasets = {}
     for path in config.data:
         data = FileTask(path, config.prompt_field, config.answer_field, template=config.template, limit=config.limit)
-        datasets[data_name(path)] = (data.examples_list, get_reward(config.reward or data.default_reward))
+        datasets[data_name(path)] = (
+            data.examples_list,
+            get_reward(config.reward or data.default_reward, config.reward_timeout),
+        )
     model, tokenizer = load_model(model_dir, config.dtype, choose_device(config.device))
     results = {}
     for name, (examples, reward_fn) in datasets.items():

@@ -58,7 +58,7 @@ class UserReward:
 
     def __init__(self, name: str, fn: Callable, timeout_s: float = REWARD_TIMEOUT_S) -> None:
         if not timeout_s > 0:
-            raise ValueError(f"task.reward_timeout must be > 0, got {timeout_s}")
+            raise ValueError(f"reward_timeout must be > 0, got {timeout_s}")
         self.name, self.timeout_s = name, timeout_s
         self.worker = Worker(fn, f"reward {name}")
         self.reported = False
@@ -66,7 +66,7 @@ class UserReward:
     def __call__(self, response: str, example: Example) -> Check:
         status, result = self.worker.call((response, example), self.timeout_s)
         if status == "timeout":
-            return self.fault("timeout", f"took longer than {self.timeout_s:g} s (task.reward_timeout)")
+            return self.fault("timeout", f"took longer than {self.timeout_s:g} s (its time limit, reward_timeout)")
         if status == "error":
             return self.fault("error", f"raised {result}")
         score = result.score if isinstance(result, Check) else result
