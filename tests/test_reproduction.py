@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from entropic_rl.cli import main
-from entropic_rl.trainer import reproduction
+from entropic_rl.trainer import gains_matrix, reproduction
 from entropic_rl.trainer.reproduction import EXPERIMENTS, report
 
 
@@ -113,7 +113,7 @@ def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypa
     calls = []
     monkeypatch.setattr(reproduction, "compare", lambda *args: calls.append(args))
     monkeypatch.chdir(Path(__file__).parents[1])  # the repository's root: configs/ is read from there
-    reproduction.run_experiments(tmp_path, ["c-off-policy", "a-worked"])
+    reproduction.run_experiments(tmp_path, EXPERIMENTS, ["c-off-policy", "a-worked"])
     assert [(c[0], c[2], c[3], c[4].name) for c in calls] == [
         (
             "configs/worked.yaml",
@@ -127,7 +127,7 @@ def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypa
         assert experiment.config is None or Path(experiment.config).is_file()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"worked\.yaml: not found; run entropic reproduce from the repository"):
-        reproduction.run_experiments(tmp_path, ["a-worked"])
+        reproduction.run_experiments(tmp_path, EXPERIMENTS, ["a-worked"])
 
 
 def test_reproduce_command_line(tmp_path, capsys):
@@ -137,3 +137,68 @@ def test_reproduce_command_line(tmp_path, capsys):
     assert doc.read_text().count("**Not run yet.**") == len(EXPERIMENTS)
     assert main(["reproduce", "--only", "a-worked,zz"]) == 2
     assert "unknown experiment 'zz'; choose from a-worked, a-default" in capsys.readouterr().err
+
+
+# ---- the gains suite: gains auto against fixed gains over a matrix of plants (issue 15) ----
+
+
+def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
+    runs = tmp_path / "runs"
+    cell = runs / "default"
+    for seed, wiggle in enumerate((0.0, 0.0003, -0.0003)):
+        # tracking errors: auto 3.5%, authors' 30% (miss), K_p 3 10%, K_p 10 3% (the best), K_p 30 5%, AEC 2%
+        for row, entropy in (
+            (gains_matrix.AUTO, 0.3105),
+            (gains_matrix.AUTHORS, 0.21),
+            ("entropic:kp=3.0:ki=0.03", 0.27),
+            ("entropic:kp=10.0:ki=0.1", 0.309),
+            ("entropic:kp=30.0:ki=0.3", 0.315),
+            ("aec:target_entropy=0.3", 0.306),
+        ):
+            target = None if row.startswith("aec") else 0.3
+            fake_run(cell / f"{row}-seed{seed}", [entropy + wiggle] * 40, target, 0.8, 0.9)
+    doc = tmp_path / "gains-matrix.md"
+    text = gains_matrix.report(runs, doc, tmp_path / "fig")
+    assert doc.read_text() == text
+    row = "| `default` | 0.3 | 3.5% ± 0.2% | 30.0% ± 0.2% | 10.0% ± 0.2% | 3.0% ± 0.2% | 5.0% ± 0.2% | 2.0% ± 0.2% |"
+    assert row + " kp=10.0:ki=0.1 | 1.17 |" in text  # the best fixed gains, and auto's error over theirs
+    assert "| `smollm2` | 0.1 | - | - |  | - |  |  | - | - |" in text  # its three rows only
+    goals = text.split("## The goals, cell by cell")[1].split("## default")[0]
+    within, authors, aec = next(line for line in goals.splitlines() if line.startswith("- `default`")).split("; ")
+    assert "within 1.5× of the best fixed gains (`entropic:kp=10.0:ki=0.1`): auto − 1.5 × best -1.0" in within
+    assert within.endswith("(**met**)")
+    assert "better than the authors' gains, which miss: auto − authors' -26.5" in authors and "(**met**)" in authors
+    assert "at least as precise as AEC: auto − AEC +1.5 ± 0.0 points" in aec and "(**not met**)" in aec
+    assert "**Not met in every cell" in text  # AEC is more precise here, and the other cells have not run
+    assert text.count("**Not run yet.**") == len(gains_matrix.CELLS) - 1
+    assert "| `lr-low` | 0.3 | - |" in text
+    assert (tmp_path / "fig" / "default.png").stat().st_size > 10_000
+
+
+def test_gains_matrix_cells_run_their_overrides_with_the_same_rows(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(reproduction, "compare", lambda *args: calls.append(args))
+    monkeypatch.chdir(Path(__file__).parents[1])
+    reproduction.run_experiments(tmp_path, gains_matrix.EXPERIMENTS, ["target-high", "smollm2"])
+    (config, overrides, rows, seeds, out, _), smollm2 = calls
+    assert (config, overrides, seeds, out.name) == (
+        "embedded",
+        ["method.target_entropy=0.45"],
+        [0, 1, 2],
+        "target-high",
+    )
+    assert rows == [gains_matrix.AUTO, *gains_matrix.FIXED, "aec:target_entropy=0.45"]
+    assert smollm2[0] == "configs/smollm2-addition.yaml" and smollm2[3] == [0]
+    high = next(e for e in gains_matrix.EXPERIMENTS if e.key == "target-high")
+    assert high.command(Path("runs/g")).endswith("--seeds 3 --out runs/g/target-high method.target_entropy=0.45")
+    for experiment in gains_matrix.EXPERIMENTS:
+        assert experiment.config is None or Path(experiment.config).is_file()
+
+
+def test_reproduce_suite_gains_command_line(tmp_path, capsys):
+    doc = tmp_path / "gains.md"
+    args = ["reproduce", "--suite", "gains", "--report-only", "--runs", str(tmp_path / "none"), "--doc", str(doc)]
+    assert main([*args, "--figures", str(tmp_path / "fig")]) == 0
+    assert doc.read_text().count("**Not run yet.**") == len(gains_matrix.CELLS)
+    assert main(["reproduce", "--suite", "gains", "--only", "a-worked"]) == 2
+    assert "unknown experiment 'a-worked'; choose from default, off-policy" in capsys.readouterr().err

@@ -70,23 +70,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from entropic_rl.trainer import gains_matrix, reproduction
     from entropic_rl.trainer.loop import RunStopped
-    from entropic_rl.trainer.reproduction import EXPERIMENTS, report, run_experiments
 
     _quiet_transformers()
-    known = [e.key for e in EXPERIMENTS]
+    suite = {"paper": reproduction, "gains": gains_matrix}[args.suite]
+    runs, doc, figures = (
+        Path(given or default) for given, default in zip((args.runs, args.doc, args.figures), suite.PATHS, strict=True)
+    )
+    known = [e.key for e in suite.EXPERIMENTS]
     keys = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else known
     for key in keys:
         if key not in known:
             raise ValueError(f"--only: unknown experiment {key!r}; choose from {', '.join(known)}")
-    runs = Path(args.runs)
     if not args.report_only:
         try:
-            run_experiments(runs, keys)
+            reproduction.run_experiments(runs, suite.EXPERIMENTS, keys)
         except RunStopped as exc:
             return _error(exc, RUN_STOPPED)
-    report(runs, Path(args.doc), Path(args.figures))
-    print(f"written: {args.doc}, figures in {args.figures}")
+    suite.report(runs, doc, figures)
+    print(f"written: {doc}, figures in {figures}")
     return 0
 
 
@@ -232,19 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser(
         "reproduce",
-        help="the paper's claims at small scale: run the comparisons, write docs/reproduction.md",
-        description="Run the comparisons of the reproduction (each an entropic compare over 3 seeds; finished runs "
-        "are skipped, interrupted ones resumed; hours on 2 cores), then write the report with each claim's "
-        "verdict from the finished runs. Run from the repository's root (it reads configs/).",
+        help="the paper's claims at small scale (or gains auto's matrix): run the comparisons, write the report",
+        description="Run the comparisons of a suite (each an entropic compare over 3 seeds; finished runs are "
+        "skipped, interrupted ones resumed; hours on 2 cores), then write its report from the finished runs: "
+        "paper: the paper's claims, each with its verdict (docs/reproduction.md); gains: gains auto against "
+        "fixed gains and AEC over a matrix of plants, with issue 15's goals (docs/gains-matrix.md). "
+        "Run from the repository's root (it reads configs/).",
     )
+    rep.add_argument("--suite", choices=("paper", "gains"), default="paper", help="which comparisons (default paper)")
     rep.add_argument("--only", help="comma-separated experiment keys, e.g. a-worked,c-off-policy (default: all)")
     rep.add_argument("--report-only", action="store_true", help="train nothing; write the report from finished runs")
+    rep.add_argument("--runs", help="folder of the comparisons (default runs/reproduction; gains: runs/gains-matrix)")
+    rep.add_argument("--doc", help="the report (default docs/reproduction.md; gains: docs/gains-matrix.md)")
     rep.add_argument(
-        "--runs", default="runs/reproduction", help="folder of the comparisons (default runs/reproduction)"
-    )
-    rep.add_argument("--doc", default="docs/reproduction.md", help="the report (default docs/reproduction.md)")
-    rep.add_argument(
-        "--figures", default="docs/figures/reproduction", help="its figures (default docs/figures/reproduction)"
+        "--figures", help="its figures (default docs/figures/reproduction; gains: docs/figures/gains-matrix)"
     )
     rep.set_defaults(func=cmd_reproduce)
 

@@ -22,6 +22,7 @@ from entropic_rl.trainer.compare import HELD_BOUND, compare, figure, markdown, s
 from entropic_rl.trainer.logger import read_metrics
 
 EVAL_N = 8  # the paper's N for MATH-sized sets, at T 0.6 and top-p 0.95 (compare's defaults)
+PATHS = ("runs/reproduction", "docs/reproduction.md", "docs/figures/reproduction")  # runs, report, figures
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,14 @@ class Experiment:
     methods: tuple[str, ...]
     seeds: int = 3
     about: str = ""
+    overrides: tuple[str, ...] = ()  # key=value on top of the configuration, for every method
 
     def command(self, runs: Path) -> str:
         config = f" --config {self.config}" if self.config else ""
+        overrides = "".join(f" {o}" for o in self.overrides)
         return (
-            f"entropic compare{config} --methods {','.join(self.methods)} --seeds {self.seeds} --out {runs / self.key}"
+            f"entropic compare{config} --methods {','.join(self.methods)} --seeds {self.seeds} "
+            f"--out {runs / self.key}{overrides}"
         )
 
 
@@ -315,16 +319,16 @@ def confident_shares(runs: Path) -> list[str]:
     return [header, *lines]
 
 
-def run_experiments(runs: Path, keys: list[str]) -> None:
-    """Run the comparisons of ``keys``, in order (each skips its finished runs)."""
-    chosen = [e for e in EXPERIMENTS if e.key in keys]
+def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[str]) -> None:
+    """Run the comparisons of ``keys``, in the order of ``experiments`` (each skips its finished runs)."""
+    chosen = [e for e in experiments if e.key in keys]
     for experiment in chosen:
         if experiment.config and not Path(experiment.config).is_file():
             raise ValueError(f"{experiment.config}: not found; run entropic reproduce from the repository's root")
     for experiment in chosen:
         compare(
             experiment.config or "embedded",
-            [],
+            list(experiment.overrides),
             list(experiment.methods),
             list(range(experiment.seeds)),
             runs / experiment.key,

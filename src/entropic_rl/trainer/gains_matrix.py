@@ -1,0 +1,207 @@
+"""``entropic reproduce --suite gains``: ``gains: auto`` against fixed gains over a matrix of plants
+(docs/control.md), written to docs/gains-matrix.md.
+
+Each cell is one ``entropic compare`` over 3 seeds: a task, learning rate, target or update regime
+(the plant), and the same rows in every cell: ``gains: auto`` with its defaults, the authors' fixed
+gains (K_p 1, K_i 0.01), a small sweep of fixed gains around the embedded preset's K_p 10, K_i 0.1
+(K_i / K_p = 0.01 throughout), and AEC at the cell's target. The report checks the goals of
+``gains: auto`` in every cell, each by a paired (by seed) comparison with its 95% interval:
+
+- within 1.5x of the tracking error of the cell's best fixed gains (auto - 1.5 x best < 0);
+- better than the authors' gains wherever those do not hold the entropy (error not below 10%);
+- at least as precise as AEC (auto - AEC not above 0).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
+from entropic_rl.trainer.compare import HELD_BOUND, figure, markdown, summarize_methods
+from entropic_rl.trainer.reproduction import EVAL_N, Experiment, column, finished, relative
+
+AUTO = "entropic:gains=auto"
+AUTHORS = "entropic:kp=1.0:ki=0.01"
+FIXED = (AUTHORS, "entropic:kp=3.0:ki=0.03", "entropic:kp=10.0:ki=0.1", "entropic:kp=30.0:ki=0.3")
+GLOBAL = "entropic:kp=10.0:ki=0.1"  # the embedded preset's gains: one fixed gain for every cell
+WITHIN = 1.5  # auto's tracking error at most this times the best fixed gains'
+PATHS = ("runs/gains-matrix", "docs/gains-matrix.md", "docs/figures/gains-matrix")  # runs, report, figures
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: str
+    title: str
+    config: str | None  # a YAML file; None: the embedded preset
+    target: float
+    overrides: tuple[str, ...] = ()
+    seeds: int = 3
+    rows: tuple[str, ...] = ()  # default: auto, the fixed gains, AEC at the target
+
+    @property
+    def experiment(self) -> Experiment:
+        rows = self.rows or (AUTO, *FIXED, f"aec:target_entropy={self.target}")
+        return Experiment(self.key, self.title, self.config, rows, self.seeds, overrides=self.overrides)
+
+
+CELLS = (
+    Cell("default", "The default run: 2-digit addition, target 0.3", None, 0.3),
+    Cell("off-policy", "Off-policy: 4 mini-batches per rollout", "configs/off-policy.yaml", 0.3),
+    Cell("lr-low", "Learning rate 3e-5 (a third of the default)", None, 0.3, ("train.lr=3e-5",)),
+    Cell("lr-high", "Learning rate 3e-4 (three times the default)", None, 0.3, ("train.lr=3e-4",)),
+    Cell("target-high", "Target 0.45, above where the run starts", None, 0.45, ("method.target_entropy=0.45",)),
+    Cell("target-low", "Target 0.15, half-way to where GRPO falls", None, 0.15, ("method.target_entropy=0.15",)),
+    Cell("countdown", "Countdown with 3 numbers", "configs/countdown.yaml", 0.3),
+    Cell("worked", "Worked 3-digit addition (the LLM-like task), target 0.1", "configs/worked.yaml", 0.1),
+    Cell(
+        "smollm2",
+        "SmolLM2-135M-Instruct on 1-digit addition, target 0.1 (one seed: an anecdote)",
+        "configs/smollm2-addition.yaml",
+        0.1,
+        seeds=1,
+        rows=(AUTO, AUTHORS, GLOBAL),
+    ),
+)
+EXPERIMENTS = tuple(cell.experiment for cell in CELLS)
+
+
+def best_fixed(summaries: dict[str, list[dict]], seeds: int) -> str | None:
+    """The fixed gains with the lowest mean tracking error among those with every seed finished."""
+    done = [row for row in FIXED if len(summaries.get(row, [])) == seeds]
+    if not done:
+        return None
+    return min(done, key=lambda row: statistics.fmean(column(summaries[row], "tracking_error")))
+
+
+def paired_line(a: list[float], b: list[float]) -> tuple[str, str]:
+    seeds = min(len(a), len(b))
+    mean, half, verdict = difference_verdict(a[:seeds], b[:seeds])
+    text = f"{mean * 100:+.1f}" + ("" if half != half else f" ± {half * 100:.1f}")
+    return f"{text} points over {seeds} seed(s)", verdict
+
+
+def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
+    """The goals of ``gains: auto`` in one cell, each met, not met or not distinguishable."""
+    if AUTO not in summaries:
+        return []
+    auto = column(summaries[AUTO], "tracking_error")
+    lines = []
+    best = best_fixed(summaries, cell.seeds)
+    if best is not None:
+        scaled = [WITHIN * e for e in column(summaries[best], "tracking_error")]
+        difference, verdict = paired_line(auto, scaled)
+        outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
+        lines.append(
+            f"within {WITHIN}× of the best fixed gains (`{best}`): auto − {WITHIN} × best {difference} (**{outcome}**)"
+        )
+    if AUTHORS in summaries:
+        authors = column(summaries[AUTHORS], "tracking_error")
+        if below_verdict(authors, HELD_BOUND) == "held":
+            lines.append("the authors' gains hold the entropy here: nothing to beat")
+        else:
+            difference, verdict = paired_line(auto, authors)
+            outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
+            lines.append(f"better than the authors' gains, which miss: auto − authors' {difference} (**{outcome}**)")
+    aec = f"aec:target_entropy={cell.target}"
+    if aec in summaries:
+        difference, verdict = paired_line(auto, column(summaries[aec], "tracking_error"))
+        lines.append(
+            f"at least as precise as AEC: auto − AEC {difference} (**{'not met' if verdict == 'higher' else 'met'}**)"
+        )
+    return lines
+
+
+def summary_row(cell: Cell, summaries: dict[str, list[dict]]) -> str:
+    """One line of the overview: each row's tracking error, the best fixed gains and auto's ratio to them."""
+    rows = cell.experiment.methods
+    cells = [f"`{cell.key}`", f"{cell.target:g}"]
+    for row in (AUTO, *FIXED, f"aec:target_entropy={cell.target}"):
+        cells.append(
+            format_ci(column(summaries[row], "tracking_error"), True)
+            if row in summaries
+            else "-"
+            if row in rows
+            else ""
+        )
+    best = best_fixed(summaries, cell.seeds)
+    if best is not None and AUTO in summaries:
+        ratio = statistics.fmean(column(summaries[AUTO], "tracking_error")) / statistics.fmean(
+            column(summaries[best], "tracking_error")
+        )
+        cells += [best.removeprefix("entropic:"), f"{ratio:.2f}"]
+    else:
+        cells += ["-", "-"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def report(runs: Path, doc: Path, figures: Path) -> str:
+    """Write ``doc`` (and the figures) from the finished runs under ``runs``; return its text."""
+    overview, goals, sections = [], [], []
+    met_everywhere = True
+    for cell in CELLS:
+        experiment = cell.experiment
+        done = finished(runs, experiment)
+        sections.append(f"## {cell.key}: {cell.title}\n")
+        sections.append(f"```bash\n{experiment.command(runs)}\n```\n")
+        if not done:
+            sections.append("**Not run yet.**\n")
+            overview.append(summary_row(cell, {}))
+            met_everywhere = False
+            continue
+        summaries, target = summarize_methods(done)
+        missing = [m for m in experiment.methods if len(done.get(m, [])) < experiment.seeds]
+        if missing:
+            sections.append(f"Unfinished: {', '.join(f'`{m}`' for m in missing)} (fewer seeds than planned).\n")
+            met_everywhere = False
+        sections.append(markdown(summaries, EVAL_N))
+        figure(done, target, figures / f"{cell.key}.png")
+        sections.append(f"![entropy and training accuracy]({relative(figures, doc.parent)}/{cell.key}.png)\n")
+        overview.append(summary_row(cell, summaries))
+        lines = goal_lines(cell, summaries)
+        met_everywhere &= bool(lines) and all("(**met**)" in line or "nothing to beat" in line for line in lines)
+        goals.append(f"- `{cell.key}`: " + ("; ".join(lines) if lines else "no finished `gains: auto` runs") + ".")
+    verdict = (
+        "**Met in every cell: `gains: auto` can become the default.**"
+        if met_everywhere
+        else "**Not met in every cell (or not every cell has finished): `gains: auto` stays an option.**"
+    )
+    header = "| cell | target | auto | " + " | ".join(r.removeprefix("entropic:") for r in FIXED)
+    text = "\n".join(
+        [
+            HEADER.format(runs=runs),
+            "## Tracking error by cell\n",
+            header + " | AEC | best fixed | auto ÷ best |",
+            "|" + "---|" * (len(FIXED) + 6),
+            *overview,
+            "",
+            "## The goals, cell by cell\n",
+            *(goals or ["No cell has finished runs yet."]),
+            "",
+            verdict + "\n",
+            *sections,
+        ]
+    )
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    return text
+
+
+HEADER = """# `gains: auto` against fixed gains, cell by cell
+
+Generated by `entropic reproduce --suite gains` from the runs in `{runs}` (do not edit by hand; the
+rule and the commentary are in [control.md](control.md)). Each cell is a plant: a task, learning
+rate, target or update regime; each row a controller on it, over 3 seeds (SmolLM2: one). Tracking
+error: mean |H − H_tar| / H_tar after settling ([compare.md](compare.md#the-summary)), mean ± the
+half-width of its 95% t-interval. The fixed gains are a sweep on a ×3 grid with K_i = K_p / 100:
+K_p 1, K_i 0.01 are the authors' gains, K_p 10, K_i 0.1 the embedded preset's. Goals of
+`gains: auto` (issue 15), each paired by seed: within 1.5× of the cell's best fixed gains, better
+than the authors' gains where they do not hold the entropy, at least as precise as AEC.
+
+```bash
+entropic reproduce --suite gains                    # runs what is missing (a day on 2 cores), then writes this page
+entropic reproduce --suite gains --report-only      # rewrites this page from the finished runs
+entropic reproduce --suite gains --only default,off-policy
+```
+"""
