@@ -165,10 +165,13 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
     assert "| `smollm2` | 0.1 | - | - |  | - |  |  | - | - |" in text  # its three rows only
     goals = text.split("## The goals, cell by cell")[1].split("## default")[0]
     within, authors, aec = next(line for line in goals.splitlines() if line.startswith("- `default`")).split("; ")
-    assert "within 1.5× of the best fixed gains (`entropic:kp=10.0:ki=0.1`): auto − 1.5 × best -1.0" in within
+    assert "within 1.5× of the best fixed gains (`entropic:kp=10.0:ki=0.1`): auto − 1.5 × best -1.00 ± 0.1" in within
     assert within.endswith("(**met**)")
-    assert "better than the authors' gains, which miss: auto − authors' -26.5" in authors and "(**met**)" in authors
-    assert "at least as precise as AEC: auto − AEC +1.5 ± 0.0 points" in aec and "(**not met**)" in aec
+    assert (
+        "better than the authors' gains, which miss: auto − authors' -26.50 ± 0.50 points" in authors
+        and "(**met**)" in authors
+    )
+    assert "at least as precise as AEC: auto − AEC +1.50 ± 0.00 points" in aec and "(**not met**)" in aec
     assert "**Not met in every cell" in text  # AEC is more precise here, and the other cells have not run
     assert text.count("**Not run yet.**") == len(gains_matrix.CELLS) - 1
     assert "| `lr-low` | 0.3 | - |" in text

@@ -18,9 +18,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
+from entropic_rl.evaluation.statistics import below_verdict, format_ci
 from entropic_rl.trainer.compare import HELD_BOUND, figure, markdown, summarize_methods
-from entropic_rl.trainer.reproduction import EVAL_N, Experiment, column, finished, relative
+from entropic_rl.trainer.reproduction import EVAL_N, Experiment, column, finished, paired, relative
 
 AUTO = "entropic:gains=auto"
 AUTHORS = "entropic:kp=1.0:ki=0.01"
@@ -75,13 +75,6 @@ def best_fixed(summaries: dict[str, list[dict]], seeds: int) -> str | None:
     return min(done, key=lambda row: statistics.fmean(column(summaries[row], "tracking_error")))
 
 
-def paired_line(a: list[float], b: list[float]) -> tuple[str, str]:
-    seeds = min(len(a), len(b))
-    mean, half, verdict = difference_verdict(a[:seeds], b[:seeds])
-    text = f"{mean * 100:+.1f}" + ("" if half != half else f" ± {half * 100:.1f}")
-    return f"{text} points over {seeds} seed(s)", verdict
-
-
 def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
     """The goals of ``gains: auto`` in one cell, each met, not met or not distinguishable."""
     if AUTO not in summaries:
@@ -91,7 +84,7 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
     best = best_fixed(summaries, cell.seeds)
     if best is not None:
         scaled = [WITHIN * e for e in column(summaries[best], "tracking_error")]
-        difference, verdict = paired_line(auto, scaled)
+        difference, verdict = paired(auto, scaled)
         outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
         lines.append(
             f"within {WITHIN}× of the best fixed gains (`{best}`): auto − {WITHIN} × best {difference} (**{outcome}**)"
@@ -101,12 +94,12 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
         if below_verdict(authors, HELD_BOUND) == "held":
             lines.append("the authors' gains hold the entropy here: nothing to beat")
         else:
-            difference, verdict = paired_line(auto, authors)
+            difference, verdict = paired(auto, authors)
             outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
             lines.append(f"better than the authors' gains, which miss: auto − authors' {difference} (**{outcome}**)")
     aec = f"aec:target_entropy={cell.target}"
     if aec in summaries:
-        difference, verdict = paired_line(auto, column(summaries[aec], "tracking_error"))
+        difference, verdict = paired(auto, column(summaries[aec], "tracking_error"))
         lines.append(
             f"at least as precise as AEC: auto − AEC {difference} (**{'not met' if verdict == 'higher' else 'met'}**)"
         )
