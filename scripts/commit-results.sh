@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 shopt -s nullglob
 files=()
 for heldout in runs/reproduction/*/*/heldout.json runs/gains-matrix/*/*/heldout.json; do
-  files+=("$heldout" "$(dirname "$heldout")/metrics.jsonl")
+  [ -f "$(dirname "$heldout")/metrics.jsonl" ] && files+=("$heldout" "$(dirname "$heldout")/metrics.jsonl")
 done
 [ ${#files[@]} -gt 0 ] || { echo "no finished runs"; exit 0; }
 git add -- "${files[@]}"
-git diff --cached --quiet && { echo "nothing new"; exit 0; }
-git commit -q -m "${1:-results: finished runs of entropic reproduce}" && git log --oneline -1
+git diff --cached --quiet -- "${files[@]}" && { echo "nothing new"; exit 0; }
+git commit -q -m "${1:-results: finished runs of entropic reproduce}" -- "${files[@]}" && git log --oneline -1

@@ -135,3 +135,9 @@ def test_a_run_whose_checkpoints_are_all_damaged_is_not_silently_started_again(t
     with pytest.raises(ValueError, match=r"no intact checkpoint to resume from: .*manifest\.json: missing"):
         compare(None, SMALL, ["grpo"], [0], tmp_path, eval_n=2, eval_problems=2)
     assert (run_dir / "metrics.jsonl").read_text() == records
+
+
+def test_a_run_that_settles_only_as_it_ends_is_tracked_over_its_second_half():
+    entropy = [0.5] * 51 + [0.3] * 9  # the running mean enters the band too late to have steps after it
+    result = tracking(entropy, 0.3)
+    assert result["settling_step"] is None and result["tracking_error"] == pytest.approx((21 * 0.2 / 0.3) / 30)

@@ -423,3 +423,14 @@ def test_auto_alpha_kappa_and_integral_stay_in_bounds(entropies, mixed):
         alpha = c.update(h, mixed=mixed)
         assert -1.0 <= alpha <= 1.0 and -1.0 <= c.integral <= 1.0
         assert 0.1 <= c.kappa <= 1000.0 and c.adapt in (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+def test_auto_state_saved_before_bounds_were_kept_resumes():
+    c = auto()
+    for h in (1.1, 1.2, 0.9):
+        c.update(h)
+    state = c.state_dict()
+    del state["bounds"]
+    resumed = auto()
+    resumed.load_state_dict(state)
+    assert resumed.bounds == [] and resumed.kappa == c.kappa and resumed.update(1.1) == c.update(1.1)

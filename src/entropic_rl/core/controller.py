@@ -260,7 +260,7 @@ class PIController:
         "skipped",
         "first_entropy",
     )
-    _AUTO_STATE = ("kappa", "signs", "bounds", "adapt")  # auto gains only
+    _AUTO_STATE = ("kappa", "signs", "bounds", "adapt")  # auto gains only (bounds optional when loading)
 
     def state_dict(self) -> dict:
         """JSON-serialisable state: everything ``load_state_dict`` needs to continue exactly."""
@@ -289,12 +289,13 @@ class PIController:
         if saved != self.gains:
             raise ValueError(f"controller state was saved with gains {saved!r}, but this controller has {self.gains!r}")
         if self.gains == "auto":
-            missing = [name for name in self._AUTO_STATE if name not in state]
+            missing = [name for name in self._AUTO_STATE if name not in state and name != "bounds"]
             if missing:
                 raise ValueError(f"controller state is missing {missing}")
             self.kappa, self.adapt = _number("state.kappa", state["kappa"]), _number("state.adapt", state["adapt"])
             self.signs = [_number("state.signs", sign) for sign in state["signs"]]
-            self.bounds = [_number("state.bounds", bound) for bound in state["bounds"]]
+            # states saved before the bounds were kept: the span after a bound starts afresh
+            self.bounds = [_number("state.bounds", bound) for bound in state.get("bounds", [])]
         self.pinned = int(state.get("pinned", 0))
         for name in self._STATE:
             value = state[name]

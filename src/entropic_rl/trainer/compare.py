@@ -100,13 +100,14 @@ def method_overrides(method: str) -> list[str]:
 
 def evaluated(config: Config) -> bool:
     """The run was trained to its end and evaluated (its metrics and ``heldout.json`` are enough:
-    its checkpoints may be gone). A run evaluated at fewer steps than the configuration asks for is
-    refused rather than extended, since its held-out scores would no longer be the final model's."""
+    its checkpoints may be gone). A run evaluated at another number of steps than the configuration
+    asks for is refused rather than extended or reused: its held-out scores are not that model's."""
     run_dir = config.run_dir()
     if not (run_dir / "heldout.json").is_file():
         return False
-    last = max((r["step"] for r in read_metrics(run_dir)), default=0)
-    if last < config.train.steps:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
+    last = max((json.loads(line)["step"] for line in lines if line.strip()), default=0)  # skipped steps count
+    if last != config.train.steps:
         raise ValueError(
             f"{run_dir}: trained and evaluated at {last} steps, but train.steps is {config.train.steps}; "
             "compare into another --out"
@@ -182,6 +183,8 @@ def tracking(entropy: list[float], target: float | None) -> dict:
     elif outside[-1] + 1 < len(smooth):
         settled = int(outside[-1]) + 1 + min(SETTLING_WINDOW, len(entropy))
     else:
+        settled = None
+    if settled is not None and settled >= len(entropy):  # settles only as the run ends: no steps after it
         settled = None
     after = np.asarray(entropy[settled if settled is not None else len(entropy) // 2 :])
     return {
