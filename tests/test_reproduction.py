@@ -45,7 +45,7 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
         fake_run(c / f"entropic-seed{seed}", [0.3 + wiggle] * 40, 0.3, 0.7, 0.8)
         f = runs / "f-baselines"
         fake_run(f / f"grpo-seed{seed}", [0.06 + wiggle] * 40, None, 0.8, 0.9)
-        fake_run(f / f"nsr-seed{seed}", [0.5 + wiggle] * 40, None, 0.5, 0.9)
+        fake_run(f / f"nsr-seed{seed}", [0.3 + wiggle] * 4 + [0.5 + wiggle] * 36, None, 0.5, 0.9)  # rises
     doc, figures = tmp_path / "docs" / "reproduction.md", tmp_path / "docs" / "figures" / "reproduction"
     text = report(runs, doc, figures)
     assert doc.read_text() == text
@@ -53,7 +53,8 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
     claim = {line[0]: line for line in claims.split("\n- ")[1:]}
     assert (
         "**held** for negative samples" in claim["1"]
-        and "(paired +0.44 ± 0.00 nats over 3 seed(s): higher)" in claim["1"]
+        and "final minus initial +0.20 ± 0.00 nats over 3 seed(s): higher" in claim["1"]
+        and "(`nsr` minus GRPO +0.44 ± 0.00 nats over 3 seed(s): higher)" in claim["1"]
     )
     assert "tracking error 2.0% ± 1.7% (bias 2.0% ± 1.7%), **held**" in claim["2"]
     assert claim["3"].startswith("3.") and "**held**: off-policy, P alone ends with bias -16.7%" in claim["3"]

@@ -151,7 +151,7 @@ def summarize(run_dir: Path) -> dict:
     """One run's numbers (the entropy series kept for ``tracking``)."""
     records = read_metrics(run_dir)
     heldout = json.loads((run_dir / "heldout.json").read_text())
-    last = records[-max(1, len(records) // 10) :]
+    first, last = records[: max(1, len(records) // 10)], records[-max(1, len(records) // 10) :]
     targets = [value for r in records for key, value in r.items() if key.endswith("/target")]  # the method's own
     saturated = [r["entropic/saturated"] for r in records if "entropic/saturated" in r]
     rates = {
@@ -162,6 +162,7 @@ def summarize(run_dir: Path) -> dict:
         "run": run_dir.name,
         "entropy": [r["entropy/mean"] for r in records],
         "target": statistics.fmean(targets[-len(targets) // 2 :]) if targets else None,
+        "initial_entropy": statistics.fmean(r["entropy/mean"] for r in first),  # first 10% of steps
         "final_entropy": statistics.fmean(r["entropy/mean"] for r in last),
         "final_accuracy": statistics.fmean(r["reward/accuracy"] for r in last),
         "avg@N": statistics.fmean(rates["avg@"]),  # the mean over the held-out data sets

@@ -156,13 +156,16 @@ def claim_1(results: dict[str, Summaries]) -> str | None:
     f = results.get("f-baselines", {})
     if "nsr" not in f or "grpo" not in f:
         return None
-    difference, verdict = paired(column(f["nsr"], "final_entropy"), column(f["grpo"], "final_entropy"), "nats")
+    nsr = f["nsr"]
+    rise, verdict = paired(column(nsr, "final_entropy"), column(nsr, "initial_entropy"), "nats")
     held = "held" if verdict == "higher" else "not held" if verdict == "lower" else "not distinguishable"
+    against, above = paired(column(nsr, "final_entropy"), column(f["grpo"], "final_entropy"), "nats")
     return (
-        f"**{held}** for negative samples: training on negative samples only (`nsr`) ends with entropy "
-        f"{values(f['nsr'], 'final_entropy', False)} nats against GRPO's {values(f['grpo'], 'final_entropy', False)} "
-        f"(paired {difference}: {verdict}). Positive samples only were not run as a method here "
-        "(the simulator's `--experiment samples` checks both halves, docs/theory.md)."
+        f"**{held}** for negative samples: training on negative samples only (`nsr`) takes the entropy from "
+        f"{values(nsr, 'initial_entropy', False)} (first 10% of steps) to {values(nsr, 'final_entropy', False)} "
+        f"nats (last 10%; final minus initial {rise}: {verdict}); GRPO ends at "
+        f"{values(f['grpo'], 'final_entropy', False)} (`nsr` minus GRPO {against}: {above}). Positive samples only "
+        "were not run as a method here (the simulator's `--experiment samples` checks both halves, docs/theory.md)."
     )
 
 
