@@ -105,8 +105,7 @@ def evaluated(config: Config) -> bool:
     run_dir = config.run_dir()
     if not (run_dir / "heldout.json").is_file():
         return False
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
-    last = max((json.loads(line)["step"] for line in lines if line.strip()), default=0)  # skipped steps count
+    last = max((r["step"] for r in read_metrics(run_dir, skipped=True)), default=0)
     if last != config.train.steps:
         raise ValueError(
             f"{run_dir}: trained and evaluated at {last} steps, but train.steps is {config.train.steps}; "

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entropic_rl.evaluation.statistics import below_verdict, format_ci
-from entropic_rl.trainer.compare import HELD_BOUND, figure, markdown, summarize_methods
-from entropic_rl.trainer.reproduction import EVAL_N, Experiment, column, finished, paired, relative
+from entropic_rl.trainer.compare import HELD_BOUND
+from entropic_rl.trainer.reproduction import Experiment, column, paired, section
 
 AUTO = "entropic:gains=auto"
 AUTHORS = "entropic:kp=1.0:ki=0.01"
@@ -111,13 +111,10 @@ def summary_row(cell: Cell, summaries: dict[str, list[dict]]) -> str:
     rows = cell.experiment.methods
     cells = [f"`{cell.key}`", f"{cell.target:g}"]
     for row in (AUTO, *FIXED, f"aec:target_entropy={cell.target}"):
-        cells.append(
-            format_ci(column(summaries[row], "tracking_error"), True)
-            if row in summaries
-            else "-"
-            if row in rows
-            else ""
-        )
+        if row in summaries:
+            cells.append(format_ci(column(summaries[row], "tracking_error"), True))
+        else:  # not finished, or not a row of this cell
+            cells.append("-" if row in rows else "")
     best = best_fixed(summaries, cell.seeds)
     if best is not None and AUTO in summaries:
         ratio = statistics.fmean(column(summaries[AUTO], "tracking_error")) / statistics.fmean(
@@ -134,24 +131,13 @@ def report(runs: Path, doc: Path, figures: Path) -> str:
     overview, goals, sections = [], [], []
     met_everywhere = True
     for cell in CELLS:
-        experiment = cell.experiment
-        done = finished(runs, experiment)
-        sections.append(f"## {cell.key}: {cell.title}\n")
-        sections.append(f"```bash\n{experiment.command(runs)}\n```\n")
-        if not done:
-            sections.append("**Not run yet.**\n")
-            overview.append(summary_row(cell, {}))
-            met_everywhere &= cell.seeds == 1
-            continue
-        summaries, target = summarize_methods(done)
-        missing = [m for m in experiment.methods if len(done.get(m, [])) < experiment.seeds]
-        if missing:
-            sections.append(f"Unfinished: {', '.join(f'`{m}`' for m in missing)} (fewer seeds than planned).\n")
-            met_everywhere &= cell.seeds == 1
-        sections.append(markdown(summaries, EVAL_N))
-        figure(done, target, figures / f"{cell.key}.png")
-        sections.append(f"![entropy and training accuracy]({relative(figures, doc.parent)}/{cell.key}.png)\n")
+        lines, summaries, complete = section(runs, cell.experiment, doc, figures)
+        sections += lines
         overview.append(summary_row(cell, summaries))
+        if not complete:
+            met_everywhere &= cell.seeds == 1
+        if not summaries:
+            continue
         lines = goal_lines(cell, summaries)
         if cell.seeds > 1:  # a one-seed cell is an anecdote: reported, but no verdict can come from it
             met_everywhere &= bool(lines) and all("(**met**)" in line or "nothing to beat" in line for line in lines)

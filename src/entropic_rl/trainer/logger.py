@@ -71,13 +71,14 @@ class RunLogger:
             self.wandb.finish()
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The records of the steps that trained (a skipped step's record has only its skip counts)."""
+def read_metrics(run_dir: Path, skipped: bool = False) -> list[dict]:
+    """The records of the steps that trained (a skipped step's record has only its skip counts),
+    or with ``skipped`` every step's."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if not r.get("optim/skipped")]
+    return records if skipped else [r for r in records if not r.get("optim/skipped")]
 
 
 def _append(path: Path, record: dict) -> None:

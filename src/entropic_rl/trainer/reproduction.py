@@ -339,25 +339,33 @@ def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[
         )
 
 
+def section(runs: Path, experiment: Experiment, doc: Path, figures: Path) -> tuple[list[str], Summaries, bool]:
+    """An experiment's part of a report: its heading and command, then the table and figure of its
+    finished runs; with their summaries (empty: none finished) and whether every planned run finished."""
+    lines = [f"## {experiment.key}: {experiment.title}\n" + (f"\n{experiment.about}\n" if experiment.about else "")]
+    lines.append(f"```bash\n{experiment.command(runs)}\n```\n")
+    done = finished(runs, experiment)
+    if not done:
+        return [*lines, "**Not run yet.**\n"], {}, False
+    summaries, target = summarize_methods(done)
+    missing = [m for m in experiment.methods if len(done.get(m, [])) < experiment.seeds]
+    if missing:
+        lines.append(f"Unfinished: {', '.join(f'`{m}`' for m in missing)} (fewer seeds than planned).\n")
+    lines.append(markdown(summaries, EVAL_N))
+    figure(done, target, figures / f"{experiment.key}.png")
+    lines.append(f"![entropy and training accuracy]({relative(figures, doc.parent)}/{experiment.key}.png)\n")
+    return lines, summaries, not missing
+
+
 def report(runs: Path, doc: Path, figures: Path) -> str:
     """Write ``doc`` (and the figures) from the finished runs under ``runs``; return its text."""
     results: dict[str, Summaries] = {}
     sections = []
     for experiment in EXPERIMENTS:
-        done = finished(runs, experiment)
-        sections.append(f"## {experiment.key}: {experiment.title}\n\n{experiment.about}\n")
-        sections.append(f"```bash\n{experiment.command(runs)}\n```\n")
-        if not done:
-            sections.append("**Not run yet.**\n")
-            continue
-        summaries, target = summarize_methods(done)
-        results[experiment.key] = summaries
-        missing = [m for m in experiment.methods if len(done.get(m, [])) < experiment.seeds]
-        if missing:
-            sections.append(f"Unfinished: {', '.join(f'`{m}`' for m in missing)} (fewer seeds than planned).\n")
-        sections.append(markdown(summaries, EVAL_N))
-        figure(done, target, figures / f"{experiment.key}.png")
-        sections.append(f"![entropy and training accuracy]({relative(figures, doc.parent)}/{experiment.key}.png)\n")
+        lines, summaries, _ = section(runs, experiment, doc, figures)
+        sections += lines
+        if summaries:
+            results[experiment.key] = summaries
     claims = ["## The paper's claims, here\n"]
     for text, claim in CLAIMS:
         verdict = claim(results)
