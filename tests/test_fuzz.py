@@ -6,7 +6,7 @@ traceback) and writes nothing."""
 import dataclasses
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from entropic_rl.cli import main
@@ -33,6 +33,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 @FUZZ
 @given(field=st.sampled_from(FIELDS), value=VALUES)
+@example(field="method.name", value="[1, 2]")  # a list as a method's name: once a TypeError (unhashable)
 def test_any_value_of_any_field_loads_or_is_rejected_naming_the_field(field, value):
     try:
         load_config(overrides=[f"{field}={value}"])

@@ -34,7 +34,7 @@ METHODS: dict[str, type[Method]] = {
 
 
 def method_class(name: str) -> type[Method]:
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise ValueError(f"method.name: unknown method {name!r}; choose one of {sorted(METHODS)}")
     return METHODS[name]
 
