@@ -11,6 +11,7 @@ from entropic_rl.cli import main
 from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci, mean_ci
 from entropic_rl.trainer import loop
 from entropic_rl.trainer.compare import compare, method_overrides, parse_seeds, tracking
+from entropic_rl.util.files import held_by_this_process
 from test_train import TINY, metrics
 
 SMALL = [*TINY, "train.steps=3", "method.target_entropy=0.5", "method.kp=2"]
@@ -60,6 +61,18 @@ def test_an_interrupted_run_is_resumed(tmp_path, monkeypatch):
     calls.clear()
     compare(None, SMALL, ["entropic"], [0], tmp_path, eval_n=2, eval_problems=2)
     assert [r["step"] for r in metrics(tmp_path / "entropic-seed0")] == [1, 2, 3]
+
+
+def test_a_run_another_process_trains_is_passed_over_and_left_out(tmp_path, capsys):
+    with held_by_this_process(tmp_path / "grpo-seed1"):  # a second open file: flock refuses it as it would another process
+        compare(None, SMALL, ["grpo", "entropic"], [0, 1], tmp_path, eval_n=2, eval_problems=2)
+    assert "grpo-seed1: another process is training it; passed over" in capsys.readouterr().err
+    assert not (tmp_path / "grpo-seed1" / "metrics.jsonl").exists()
+    summary = json.loads((tmp_path / "compare.json").read_text())
+    assert [s["run"] for s in summary["grpo"]] == ["grpo-seed0"]
+    assert [s["run"] for s in summary["entropic"]] == ["entropic-seed0", "entropic-seed1"]
+    with held_by_this_process(tmp_path / "grpo-seed0") as held:  # released when its holder is done
+        assert held
 
 
 def test_tracking_hand_computed():

@@ -206,3 +206,11 @@ def test_reproduce_suite_gains_command_line(tmp_path, capsys):
     assert doc.read_text().count("**Not run yet.**") == len(gains_matrix.CELLS)
     assert main(["reproduce", "--suite", "gains", "--only", "a-worked"]) == 2
     assert "unknown experiment 'a-worked'; choose from default, off-policy" in capsys.readouterr().err
+
+
+def test_paired_differences_pair_runs_by_seed_number_not_position():
+    runs = [{"run": "entropic-seed0", "x": 1.0}, {"run": "entropic-seed2", "x": 3.0}]  # seed 1 not finished
+    rivals = [{"run": "grpo-seed0", "x": 0.5}, {"run": "grpo-seed1", "x": 9.0}, {"run": "grpo-seed2", "x": 2.5}]
+    assert reproduction.by_seed(runs, "x") == {0: 1.0, 2: 3.0}
+    text, verdict = reproduction.paired(reproduction.by_seed(runs, "x"), reproduction.by_seed(rivals, "x"), "nats")
+    assert text == "+0.50 ± 0.00 nats over 2 seed(s)" and verdict == "higher"  # 1.0 - 0.5 and 3.0 - 2.5

@@ -4,7 +4,9 @@ Each run trains in ``OUT/<method>-seed<seed>`` one after another, on the configu
 run's method set last: method fields of the configuration and overrides apply to the runs of the
 method they were written for, and the other methods start from their own defaults. A finished run
 (evaluated, or checkpointed at its last step) is skipped and an interrupted one resumed from its
-last checkpoint, so the command can be stopped and started again.
+last checkpoint, so the command can be stopped and started again. A run that another process is
+training (two ``entropic compare`` on one ``--out``) is passed over, and left out of the summary
+until it is finished.
 Each finished run is then evaluated on held-out problems at the paper's protocol (T 0.6, top-p
 0.95; the synthetic task's held-out problems or ``eval.data``), once. The summary gives, per method,
 the mean over seeds and its 95% confidence interval of:
@@ -24,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -37,7 +40,7 @@ from entropic_rl.trainer.config import Config, load_config
 from entropic_rl.trainer.logger import read_metrics
 from entropic_rl.trainer.loop import train, validation_sets
 from entropic_rl.util.figures import np, plt, running_mean
-from entropic_rl.util.files import write_atomically
+from entropic_rl.util.files import held_by_this_process, write_atomically
 
 SETTLING_BAND = 0.10  # ±10% of the target
 SETTLING_WINDOW = 10  # steps of the running mean that must stay in the band
@@ -62,10 +65,15 @@ def compare(
             trail: list[str] = []
             run = [*method_overrides(method), f"seed={seed}", f"log.out_dir={run_dir}"]
             config = load_config(config_source, overrides, trail, then=run)
-            if not evaluated(config):
-                train_once(config, trail)
-                evaluate_once(config, eval_n, eval_problems)
-            runs[method].append(run_dir)
+            with held_by_this_process(run_dir) as held:
+                if not held:
+                    print(f"{run_dir}: another process is training it; passed over", file=sys.stderr)
+                elif not evaluated(config):
+                    train_once(config, trail)
+                    evaluate_once(config, eval_n, eval_problems)
+            if (run_dir / "heldout.json").is_file():
+                runs[method].append(run_dir)
+    runs = {method: dirs for method, dirs in runs.items() if dirs}
     summaries, reference_target = summarize_methods(runs)
     table = markdown(summaries, eval_n)
     out.mkdir(parents=True, exist_ok=True)

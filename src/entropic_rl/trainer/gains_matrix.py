@@ -20,7 +20,7 @@ from pathlib import Path
 
 from entropic_rl.evaluation.statistics import below_verdict, format_ci
 from entropic_rl.trainer.compare import HELD_BOUND
-from entropic_rl.trainer.reproduction import Experiment, column, paired, section
+from entropic_rl.trainer.reproduction import Experiment, by_seed, column, paired, section
 
 AUTO = "entropic:gains=auto"
 AUTHORS = "entropic:kp=1.0:ki=0.01"
@@ -79,19 +79,19 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
     """The goals of ``gains: auto`` in one cell, each met, not met or not distinguishable."""
     if AUTO not in summaries:
         return []
-    auto = column(summaries[AUTO], "tracking_error")
+    auto = by_seed(summaries[AUTO], "tracking_error")
     lines = []
     best = best_fixed(summaries, cell.seeds)
     if best is not None:
-        scaled = [WITHIN * e for e in column(summaries[best], "tracking_error")]
+        scaled = {seed: WITHIN * e for seed, e in by_seed(summaries[best], "tracking_error").items()}
         difference, verdict = paired(auto, scaled)
         outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
         lines.append(
             f"within {WITHIN}× of the best fixed gains (`{best}`): auto − {WITHIN} × best {difference} (**{outcome}**)"
         )
     if AUTHORS in summaries:
-        authors = column(summaries[AUTHORS], "tracking_error")
-        if below_verdict(authors, HELD_BOUND) == "held":
+        authors = by_seed(summaries[AUTHORS], "tracking_error")
+        if below_verdict(list(authors.values()), HELD_BOUND) == "held":
             lines.append("the authors' gains hold the entropy here: nothing to beat")
         else:
             difference, verdict = paired(auto, authors)
@@ -99,7 +99,7 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
             lines.append(f"better than the authors' gains, which miss: auto − authors' {difference} (**{outcome}**)")
     aec = f"aec:target_entropy={cell.target}"
     if aec in summaries:
-        difference, verdict = paired(auto, column(summaries[aec], "tracking_error"))
+        difference, verdict = paired(auto, by_seed(summaries[aec], "tracking_error"))
         lines.append(
             f"at least as precise as AEC: auto − AEC {difference} (**{'not met' if verdict == 'higher' else 'met'}**)"
         )

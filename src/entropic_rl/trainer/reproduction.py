@@ -134,18 +134,23 @@ def finished(runs: Path, experiment: Experiment) -> dict[str, list[Path]]:
     return out
 
 
-def paired(a: list[float], b: list[float], unit: str = "points") -> tuple[str, str]:
-    """``a`` minus ``b``, seed by seed over the seeds both have: 'mean ± half unit over n seed(s)' and
-    the verdict; in percentage points (values times 100) unless ``unit`` says otherwise."""
-    seeds = min(len(a), len(b))
-    mean, half, verdict = difference_verdict(a[:seeds], b[:seeds])
+def paired(a: dict[int, float], b: dict[int, float], unit: str = "points") -> tuple[str, str]:
+    """``a`` minus ``b`` (values by seed), seed by seed over the seeds both have: 'mean ± half unit over
+    n seed(s)' and the verdict; in percentage points (values times 100) unless ``unit`` says otherwise."""
+    seeds = sorted(a.keys() & b.keys())
+    mean, half, verdict = difference_verdict([a[s] for s in seeds], [b[s] for s in seeds])
     scale = 100 if unit == "points" else 1
     text = f"{mean * scale:+.2f}" + ("" if half != half else f" ± {half * scale:.2f}")
-    return f"{text} {unit} over {seeds} seed(s)", verdict
+    return f"{text} {unit} over {len(seeds)} seed(s)", verdict
 
 
 def column(per_seed: list[dict], key: str) -> list[float]:
     return [s[key] for s in per_seed]
+
+
+def by_seed(per_seed: list[dict], key: str) -> dict[int, float]:
+    """``key`` of each run by its seed (the number in ``<method>-seed<n>``), for pairing."""
+    return {int(s["run"].rsplit("-seed", 1)[1]): s[key] for s in per_seed}
 
 
 def values(per_seed: list[dict], key: str, percent: bool = True) -> str:
@@ -157,9 +162,9 @@ def claim_1(results: dict[str, Summaries]) -> str | None:
     if "nsr" not in f or "grpo" not in f:
         return None
     nsr = f["nsr"]
-    rise, verdict = paired(column(nsr, "final_entropy"), column(nsr, "initial_entropy"), "nats")
+    rise, verdict = paired(by_seed(nsr, "final_entropy"), by_seed(nsr, "initial_entropy"), "nats")
     held = "held" if verdict == "higher" else "not held" if verdict == "lower" else "not distinguishable"
-    against, above = paired(column(nsr, "final_entropy"), column(f["grpo"], "final_entropy"), "nats")
+    against, above = paired(by_seed(nsr, "final_entropy"), by_seed(f["grpo"], "final_entropy"), "nats")
     return (
         f"**{held}** for negative samples: training on negative samples only (`nsr`) takes the entropy from "
         f"{values(nsr, 'initial_entropy', False)} (first 10% of steps) to {values(nsr, 'final_entropy', False)} "
@@ -192,7 +197,9 @@ def claim_3(results: dict[str, Summaries]) -> str | None:
     if "entropic:ki=0.0" not in c or "entropic" not in c:
         return None
     p, pi = c["entropic:ki=0.0"], c["entropic"]
-    difference, verdict = paired([abs(b) for b in column(pi, "bias")], [abs(b) for b in column(p, "bias")])
+    difference, verdict = paired(
+        {seed: abs(b) for seed, b in by_seed(pi, "bias").items()}, {seed: abs(b) for seed, b in by_seed(p, "bias").items()}
+    )
     held = "held" if verdict == "lower" else "not held" if verdict == "higher" else "not distinguishable"
     return (
         f"**{held}**: off-policy, P alone ends with bias {values(p, 'bias')} and tracking error "
@@ -206,8 +213,8 @@ def claim_4(results: dict[str, Summaries]) -> str | None:
     if "entropic" not in d or "entropic:threshold=0.0" not in d:
         return None
     confident, every = d["entropic"], d["entropic:threshold=0.0"]
-    error, error_verdict = paired(column(confident, "tracking_error"), column(every, "tracking_error"))
-    accuracy, accuracy_verdict = paired(column(confident, "avg@N"), column(every, "avg@N"))
+    error, error_verdict = paired(by_seed(confident, "tracking_error"), by_seed(every, "tracking_error"))
+    accuracy, accuracy_verdict = paired(by_seed(confident, "avg@N"), by_seed(every, "avg@N"))
     as_well = error_verdict != "higher"
     less_disturbance = accuracy_verdict == "higher"
     held = "held" if as_well and less_disturbance else "partly held" if as_well else "not held"
@@ -226,7 +233,7 @@ def claim_5(results: dict[str, Summaries]) -> str | None:
         if "entropic" in runs and "grpo" in runs:
             parts = []
             for rate in ("pass@N", "avg@N"):
-                difference, verdict = paired(column(runs["entropic"], rate), column(runs["grpo"], rate))
+                difference, verdict = paired(by_seed(runs["entropic"], rate), by_seed(runs["grpo"], rate))
                 parts.append(
                     f"{rate.replace('N', str(EVAL_N))} {values(runs['entropic'], rate)} against "
                     f"{values(runs['grpo'], rate)} (paired {difference}: {verdict})"
@@ -287,7 +294,7 @@ def goal_lines(name: str, runs: Summaries) -> list[str]:
         ):
             if rival == "grpo" and key == "tracking_error":
                 continue
-            difference, verdict = paired(column(entropic, key), column(runs[rival], key))
+            difference, verdict = paired(by_seed(entropic, key), by_seed(runs[rival], key))
             outcome = (
                 "met" if verdict == better else "not distinguishable" if verdict == "not distinguishable" else "not met"
             )

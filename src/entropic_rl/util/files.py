@@ -3,6 +3,7 @@ never a part."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -38,3 +39,19 @@ def folder_written_atomically(final: Path, replace: bool = False) -> Iterator[Pa
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def held_by_this_process(folder: Path) -> Iterator[bool]:
+    """Yields whether this process holds ``folder``'s lock (``folder/.lock``, created if missing) for
+    the block: False while another process holds it. The operating system drops the lock when its
+    holder exits, killed or not, so a crash never leaves a folder locked."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock
