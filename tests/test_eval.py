@@ -61,6 +61,7 @@ def test_eval_errors_name_the_problem(tmp_path, cli_error):
     cli_error(["eval", f"data={data}"], r"model: required")
     cli_error(["eval", f"model={tmp_path}", f"data={data}", "sampling.n=0"], r"sampling.n must be >= 1")
     cli_error(["eval", f"model={tmp_path}", f"data={data}", "reward_timeout=0"], r"reward_timeout must be > 0")
+    cli_error(["eval", f"model={tmp_path}", f"data={data}", "reward=nope"], r"(?<!task\.)reward: unknown reward 'nope'")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1:", "answer": "1+1=2"}\n{"prompt": oops}\n')
     cli_error(["eval", f"model={tmp_path}", f"data={bad}"], r"bad\.jsonl:2: not valid JSON")

@@ -56,7 +56,7 @@ def run_eval(config: EvalCommand, model_dir: Path) -> tuple[Path, str]:
         data = FileTask(path, config.prompt_field, config.answer_field, template=config.template, limit=config.limit)
         datasets[data_name(path)] = (
             data.examples_list,
-            get_reward(config.reward or data.default_reward, config.reward_timeout),
+            get_reward(config.reward or data.default_reward, config.reward_timeout, field="reward"),
         )
     model, tokenizer = load_model(model_dir, config.dtype, choose_device(config.device))
     results = {}

@@ -103,18 +103,18 @@ def score_responses(reward_fn: RewardFn, responses: list[str], examples: list[Ex
     return scores, statuses
 
 
-def get_reward(name: str, timeout_s: float = REWARD_TIMEOUT_S) -> RewardFn:
+def get_reward(name: str, timeout_s: float = REWARD_TIMEOUT_S, field: str = "task.reward") -> RewardFn:
     """A registered reward by name, or ``"package.module:function"`` for your own (run under a time
-    limit of ``timeout_s`` seconds per response, see ``UserReward``)."""
+    limit of ``timeout_s`` seconds per response, see ``UserReward``); errors name ``field``."""
     if name in REWARDS:
         return REWARDS[name]
     module_name, sep, attr = name.partition(":")
     if not sep:
-        raise ValueError(f"task.reward: unknown reward {name!r}; use one of {sorted(REWARDS)} or 'module:function'")
+        raise ValueError(f"{field}: unknown reward {name!r}; use one of {sorted(REWARDS)} or 'module:function'")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"task.reward: cannot import {name!r}: {exc}") from None
+        raise ValueError(f"{field}: cannot import {name!r}: {exc}") from None
     if not callable(fn):
-        raise ValueError(f"task.reward: {name!r} is not callable")
+        raise ValueError(f"{field}: {name!r} is not callable")
     return UserReward(name, fn, timeout_s)
