@@ -131,6 +131,23 @@ def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypa
         reproduction.run_experiments(tmp_path, EXPERIMENTS, ["a-worked"])
 
 
+def test_a_run_another_experiment_finished_on_the_same_configuration_is_copied(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduction, "compare", lambda *args: None)
+    monkeypatch.chdir(Path(__file__).parents[1])
+    fake_run(tmp_path / "a-worked" / "grpo-seed0", [0.1] * 20, None, 0.5, 0.9)
+    fake_run(tmp_path / "a-worked" / "entropic-seed1", [0.1] * 20, 0.1, 0.5, 0.9)
+    fake_run(tmp_path / "a-default" / "grpo-seed1", [0.3] * 20, None, 0.5, 0.9)  # another configuration
+    (tmp_path / "b-targets" / "entropic-seed1").mkdir(parents=True)  # started there: left alone
+    reproduction.run_experiments(tmp_path, EXPERIMENTS, ["b-targets"])
+    copied = tmp_path / "b-targets" / "grpo-seed0"
+    assert (copied / "metrics.jsonl").read_text() == (
+        tmp_path / "a-worked" / "grpo-seed0" / "metrics.jsonl"
+    ).read_text()
+    assert (copied / "heldout.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "b-targets").iterdir()) == ["entropic-seed1", "grpo-seed0"]
+    assert not any((tmp_path / "b-targets" / "entropic-seed1").iterdir())
+
+
 def test_reproduce_command_line(tmp_path, capsys):
     doc = tmp_path / "reproduction.md"
     args = ["reproduce", "--report-only", "--runs", str(tmp_path / "none"), "--doc", str(doc)]

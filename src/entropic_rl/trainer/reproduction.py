@@ -12,7 +12,9 @@ the command that runs it.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
 from entropic_rl.trainer.compare import HELD_BOUND, compare, figure, markdown, summarize_methods
 from entropic_rl.trainer.logger import read_metrics
+from entropic_rl.util.files import folder_written_atomically
 
 EVAL_N = 8  # the paper's N for MATH-sized sets, at T 0.6 and top-p 0.95 (compare's defaults)
 PATHS = ("runs/reproduction", "docs/reproduction.md", "docs/figures/reproduction")  # runs, report, figures
@@ -67,7 +70,8 @@ EXPERIMENTS = (
         "Three targets on worked addition",
         WORKED,
         ("grpo", "entropic:target_entropy=0.05", "entropic", "entropic:target_entropy=0.2"),
-        about="Targets below, near and above the entropy the warm-started model starts from (about 0.14 nats).",
+        about="Targets below, near and above the entropy the warm-started model starts from (about 0.14 nats). "
+        "`grpo` and `entropic` are a-worked's runs (the same configuration and seeds, copied, not trained again).",
     ),
     Experiment(
         "c-off-policy",
@@ -198,7 +202,8 @@ def claim_3(results: dict[str, Summaries]) -> str | None:
         return None
     p, pi = c["entropic:ki=0.0"], c["entropic"]
     difference, verdict = paired(
-        {seed: abs(b) for seed, b in by_seed(pi, "bias").items()}, {seed: abs(b) for seed, b in by_seed(p, "bias").items()}
+        {seed: abs(b) for seed, b in by_seed(pi, "bias").items()},
+        {seed: abs(b) for seed, b in by_seed(p, "bias").items()},
     )
     held = "held" if verdict == "lower" else "not held" if verdict == "higher" else "not distinguishable"
     return (
@@ -336,6 +341,7 @@ def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[
         if experiment.config and not Path(experiment.config).is_file():
             raise ValueError(f"{experiment.config}: not found; run entropic reproduce from the repository's root")
     for experiment in chosen:
+        copy_identical_runs(runs, experiments, experiment)
         compare(
             experiment.config or "embedded",
             list(experiment.overrides),
@@ -344,6 +350,22 @@ def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[
             runs / experiment.key,
             EVAL_N,
         )
+
+
+def copy_identical_runs(runs: Path, experiments: tuple[Experiment, ...], experiment: Experiment) -> None:
+    """Copy into ``experiment`` each missing run that another experiment has finished with the same
+    configuration, overrides, method and seed (e.g. b-targets' `grpo` and `entropic` are a-worked's):
+    the same run, not trained twice."""
+    for other in experiments:
+        if other is experiment or (other.config, other.overrides) != (experiment.config, experiment.overrides):
+            continue
+        for method in set(other.methods) & set(experiment.methods):
+            for seed in range(min(other.seeds, experiment.seeds)):
+                source, target = (runs / e.key / f"{method}-seed{seed}" for e in (other, experiment))
+                if (source / "heldout.json").is_file() and not target.exists():
+                    with folder_written_atomically(target) as tmp:
+                        shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+                    print(f"{target}: copied from {source} (the same run)", file=sys.stderr)
 
 
 def section(runs: Path, experiment: Experiment, doc: Path, figures: Path) -> tuple[list[str], Summaries, bool]:
