@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from entropic_rl.cli import main
 from entropic_rl.trainer import gains_matrix, reproduction
@@ -231,3 +232,11 @@ def test_paired_differences_pair_runs_by_seed_number_not_position():
     assert reproduction.by_seed(runs, "x") == {0: 1.0, 2: 3.0}
     text, verdict = reproduction.paired(reproduction.by_seed(runs, "x"), reproduction.by_seed(rivals, "x"), "nats")
     assert text == "+0.50 ± 0.00 nats over 2 seed(s)" and verdict == "higher"  # 1.0 - 0.5 and 3.0 - 2.5
+
+
+def test_the_reference_loss_is_compared_at_the_presets_method_settings():
+    preset = yaml.safe_load((Path(reproduction.__file__).parent / "presets" / "embedded.yaml").read_text())["method"]
+    fields = dict(field.split("=") for field in reproduction.PRESET.split(":"))
+    assert {k: float(v) for k, v in fields.items()} == {k: v for k, v in preset.items() if k != "name"}
+    (e,) = [e for e in EXPERIMENTS if e.key == "e-reference"]
+    assert f"entropic-reference:{reproduction.PRESET}" in e.methods

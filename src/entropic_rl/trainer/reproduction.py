@@ -48,6 +48,7 @@ class Experiment:
 
 
 WORKED = "configs/worked.yaml"
+PRESET = "target_entropy=0.3:kp=10.0:ki=0.1:threshold=0.8"  # the embedded preset's method fields, for other methods
 EXPERIMENTS = (
     Experiment(
         "a-worked",
@@ -91,8 +92,11 @@ EXPERIMENTS = (
         "e-reference",
         "This project's EntroPIC against the authors' code path (`entropic-reference`)",
         None,
-        ("entropic", "entropic-reference"),
-        about="Default task; `entropic-reference` is the authors' loss as their fork computes it (docs/core.md).",
+        ("entropic", f"entropic-reference:{PRESET}", "entropic-reference"),
+        about="Default task; `entropic-reference` is the authors' loss as their fork computes it (docs/core.md), "
+        "first with the preset's target, gains and threshold (as `entropic`), then with its own defaults, the "
+        "authors' (target 0.1, K_p 1, K_i 0.01, threshold 0.95): a method's fields in the preset apply to "
+        "`entropic` only.",
     ),
     Experiment(
         "f-baselines",
