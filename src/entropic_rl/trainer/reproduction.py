@@ -313,6 +313,35 @@ def goal_lines(name: str, runs: Summaries) -> list[str]:
     return lines
 
 
+RIVAL_COLUMNS = (  # (summary key, column, which sign is better for EntroPIC)
+    ("tracking_error", "tracking error", "lower"),
+    ("avg@N", f"held-out avg@{EVAL_N}", "higher"),
+    ("pass@N", f"held-out pass@{EVAL_N}", "higher"),
+    ("final_accuracy", "final train accuracy", "higher"),
+)
+
+
+def against_baselines(results: dict[str, Summaries]) -> list[str]:
+    """f-baselines: ``entropic`` minus each other method, paired by seed, per column, with who is
+    better where the difference is resolved."""
+    runs = results.get("f-baselines", {})
+    if "entropic" not in runs:
+        return []
+    lines = [
+        "| `entropic` minus | " + " | ".join(label for _, label, _ in RIVAL_COLUMNS) + " |",
+        "|---" * (len(RIVAL_COLUMNS) + 1) + "|",
+    ]
+    for rival in (m for m in runs if m != "entropic"):
+        seeds = len(by_seed(runs["entropic"], "run").keys() & by_seed(runs[rival], "run").keys())
+        cells = [f"`{rival}` ({seeds} seed{'s' * (seeds > 1)})"]
+        for key, _, better in RIVAL_COLUMNS:
+            difference, verdict = paired(by_seed(runs["entropic"], key), by_seed(runs[rival], key))
+            winner = "n.d." if verdict == "not distinguishable" else "EntroPIC" if verdict == better else rival
+            cells.append(f"{difference.split(' points')[0]} ({winner})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def confident_shares(runs: Path) -> list[str]:
     """Where the entropy sits: the share carried by confident tokens, per task, in GRPO's runs (its
     first 10 steps: the warm-started model; and the whole run)."""
@@ -405,11 +434,13 @@ def report(runs: Path, doc: Path, figures: Path) -> str:
         claims.append(f"- {text}\n  {verdict or 'Not tested yet: the experiments it needs have not finished.'}")
     target_lines = goals(results) or ["Not measured yet: `a-worked` has no finished EntroPIC run."]
     share_lines = confident_shares(runs) or ["Not measured yet: no finished GRPO run."]
+    rival_lines = against_baselines(results) or ["Not measured yet: `f-baselines` has no finished EntroPIC run."]
     text = "\n".join(
         [
             HEADER.format(runs=runs),
             "\n".join(claims) + "\n",
             GOALS + "\n".join(target_lines) + "\n",
+            RIVALS + "\n".join(rival_lines) + "\n",
             SHARES + "\n".join(share_lines) + "\n",
             *sections,
         ]
@@ -445,6 +476,16 @@ GOALS = """## Goals on worked addition
 What this project set out to reach on the LLM-like task (the paper reports about 5% tracking error):
 
 """
+
+RIVALS = """## EntroPIC against each baseline (f-baselines)
+
+The default task, each method with its defaults: `entropic` minus the method, paired by seed, in
+percentage points, with the 95% interval and who is better where the interval excludes 0 (n.d.: not
+distinguishable). Tracking error is against each run's own target (AEC: 0.3) or, for a method
+without one, EntroPIC's 0.3 nats: how far from that level the method leaves the entropy.
+
+"""
+
 
 SHARES = """## Where the entropy sits
 
