@@ -105,9 +105,9 @@ def test_goals_on_worked_addition(tmp_path):
     assert "gains=auto" not in goals  # no finished runs: no lines
     for seed in range(2):  # auto with 2 seeds: 30% below target, never settles
         fake_run(runs / "a-worked" / f"entropic:gains=auto-seed{seed}", [0.07] * 60, 0.1, 0.6, 0.9)
-    goals = (
-        report(runs, tmp_path / "r.md", tmp_path / "fig").split("## Goals on worked addition")[1].split("## Where")[0]
-    )
+    text = report(runs, tmp_path / "r.md", tmp_path / "fig")
+    goals = text.split("## Goals on worked addition")[1].split("## Where")[0]
+    assert "`a-worked` `entropic:gains=auto`: tracking error 30.0% ± 0.0% (bias -30.0% ± 0.0%), **not held**" in text
     assert "`entropic:gains=auto`: tracking error at most 5%: 30.0% ± 0.0%, **not met**" in goals
     assert "`entropic:gains=auto`: settling within 50 steps, every seed: a seed never settles (**not met**)" in goals
     assert (

@@ -188,7 +188,7 @@ def held_line(name: str, per_seed: list[dict]) -> str:
     verdict = below_verdict(errors, HELD_BOUND)
     line = (
         f"{name}: tracking error {values(per_seed, 'tracking_error')} (bias {values(per_seed, 'bias')}), "
-        f"**{verdict}** (error below {HELD_BOUND:.0%})"
+        f"**{verdict}** (held: error below {HELD_BOUND:.0%})"
     )
     if verdict != "held" and saturated:
         line += f"; alpha saturated on {format_ci(saturated, True)} of steps"
@@ -196,7 +196,12 @@ def held_line(name: str, per_seed: list[dict]) -> str:
 
 
 def claim_2(results: dict[str, Summaries]) -> str | None:
-    lines = [held_line(f"`{key}`", results[key]["entropic"]) for key in ("a-worked", "a-default") if key in results]
+    lines = [
+        held_line(f"`{key}`" + ("" if method == "entropic" else f" `{method}`"), results[key][method])
+        for key in ("a-worked", "a-default")
+        for method in CONTROLLERS
+        if method in results.get(key, {})
+    ]
     return "; ".join(lines) + "." if lines else None
 
 
