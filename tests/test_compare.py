@@ -64,9 +64,8 @@ def test_an_interrupted_run_is_resumed(tmp_path, monkeypatch):
 
 
 def test_a_run_another_process_trains_is_passed_over_and_left_out(tmp_path, capsys):
-    with held_by_this_process(
-        tmp_path / "grpo-seed1"
-    ):  # a second open file: flock refuses it as it would another process
+    # a second open file of the lock: flock refuses it, as it would another process's
+    with held_by_this_process(tmp_path / "grpo-seed1"):
         compare(None, SMALL, ["grpo", "entropic"], [0, 1], tmp_path, eval_n=2, eval_problems=2)
     assert "grpo-seed1: another process is training it; passed over" in capsys.readouterr().err
     assert not (tmp_path / "grpo-seed1" / "metrics.jsonl").exists()

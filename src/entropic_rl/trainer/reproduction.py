@@ -145,11 +145,15 @@ def finished(runs: Path, experiment: Experiment) -> dict[str, list[Path]]:
 def paired(a: dict[int, float], b: dict[int, float], unit: str = "points") -> tuple[str, str]:
     """``a`` minus ``b`` (values by seed), seed by seed over the seeds both have: 'mean ± half unit over
     n seed(s)' and the verdict; in percentage points (values times 100) unless ``unit`` says otherwise."""
+    text, verdict, seeds = paired_difference(a, b, 100 if unit == "points" else 1)
+    return f"{text} {unit} over {seeds} seed(s)", verdict
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float], scale: float) -> tuple[str, str, int]:
+    """``a`` minus ``b`` over the seeds both have, times ``scale``: 'mean ± half', the verdict, the seeds."""
     seeds = sorted(a.keys() & b.keys())
     mean, half, verdict = difference_verdict([a[s] for s in seeds], [b[s] for s in seeds])
-    scale = 100 if unit == "points" else 1
-    text = f"{mean * scale:+.2f}" + ("" if half != half else f" ± {half * scale:.2f}")
-    return f"{text} {unit} over {len(seeds)} seed(s)", verdict
+    return f"{mean * scale:+.2f}" + ("" if half != half else f" ± {half * scale:.2f}"), verdict, len(seeds)
 
 
 def column(per_seed: list[dict], key: str) -> list[float]:
@@ -337,13 +341,14 @@ def against_baselines(results: dict[str, Summaries]) -> list[str]:
         "|---" * (len(RIVAL_COLUMNS) + 1) + "|",
     ]
     for rival in (m for m in runs if m != "entropic"):
-        seeds = len(by_seed(runs["entropic"], "run").keys() & by_seed(runs[rival], "run").keys())
-        cells = [f"`{rival}` ({seeds} seed{'s' * (seeds > 1)})"]
+        cells = []
         for key, _, better in RIVAL_COLUMNS:
-            difference, verdict = paired(by_seed(runs["entropic"], key), by_seed(runs[rival], key))
+            difference, verdict, seeds = paired_difference(
+                by_seed(runs["entropic"], key), by_seed(runs[rival], key), 100
+            )
             winner = "n.d." if verdict == "not distinguishable" else "EntroPIC" if verdict == better else rival
-            cells.append(f"{difference.split(' points')[0]} ({winner})")
-        lines.append("| " + " | ".join(cells) + " |")
+            cells.append(f"{difference} ({winner})")
+        lines.append(f"| `{rival}` ({seeds} seed{'s' * (seeds > 1)}) | " + " | ".join(cells) + " |")
     return lines
 
 
