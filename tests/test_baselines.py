@@ -191,6 +191,16 @@ def test_kl_cov_penalises_the_top_covariance_tokens_without_clipping():
     assert method.metrics()["kl-cov/selected"] == 2.0
 
 
+def test_kl_cov_on_policy_is_plain_grpo():
+    """With one optimizer step per rollout, lp equals lp_old: the penalty |lp - lp_old| is 0 with a zero
+    gradient, so every token's gradient is GRPO's (docs/reproduction.md, f-baselines)."""
+    method = KLCov(KLCovConfig(fraction=1.0, coef=5.0))  # every token penalised
+    mb = micro_batch(LP, LP, ADV, MASK)
+    loss, _ = method.loss(mb)
+    torch.testing.assert_close(torch.autograd.grad(loss, mb.log_prob)[0], ppo_gradient(micro_batch(LP, LP, ADV, MASK)))
+    assert method.metrics()["kl-cov/selected"] == 5.0
+
+
 @pytest.mark.parametrize(
     ("method", "expected"),
     [(NSR(NSRConfig()), [0.0, -1.0, 0.0, -1.0]), (WReinforce(WReinforceConfig()), [0.1, -1.0, 0.1, -1.0])],

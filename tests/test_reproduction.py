@@ -153,6 +153,16 @@ def test_a_run_another_experiment_finished_on_the_same_configuration_is_copied(t
     assert not any((tmp_path / "b-targets" / "entropic-seed1").iterdir())
 
 
+def test_a_run_of_the_other_suite_with_the_same_resolved_configuration_is_copied(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduction, "compare", lambda *args: None)
+    monkeypatch.chdir(Path(__file__).parents[1])
+    paper, gains = tmp_path / "paper", tmp_path / "gains"
+    fake_run(paper / "a-default" / "entropic-seed1", [0.3] * 20, 0.3, 0.5, 0.9)  # the preset's gains: K_p 10, K_i 0.1
+    fake_run(paper / "d-threshold" / "entropic:threshold=0.5-seed1", [0.3] * 20, 0.3, 0.5, 0.9)  # another run
+    reproduction.run_experiments(gains, gains_matrix.EXPERIMENTS, ["default"], [(paper, EXPERIMENTS)])
+    assert [p.name for p in (gains / "default").iterdir()] == ["entropic:kp=10.0:ki=0.1-seed1"]
+
+
 def test_reproduce_command_line(tmp_path, capsys):
     doc = tmp_path / "reproduction.md"
     args = ["reproduce", "--report-only", "--runs", str(tmp_path / "none"), "--doc", str(doc)]
@@ -199,6 +209,17 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
     assert text.count("**Not run yet.**") == len(gains_matrix.CELLS) - 1
     assert "| `lr-low` | 0.3 | - |" in text
     assert (tmp_path / "fig" / "default.png").stat().st_size > 10_000
+
+
+def test_gains_matrix_names_no_best_fixed_gains_before_the_sweep_has_finished(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        fake_run(runs / "worked" / f"{gains_matrix.AUTO}-seed{seed}", [0.105] * 40, 0.1, 0.8, 0.9)
+        fake_run(runs / "worked" / f"{gains_matrix.GLOBAL}-seed{seed}", [0.12] * 40, 0.1, 0.8, 0.9)
+    text = gains_matrix.report(runs, tmp_path / "gains-matrix.md", tmp_path / "fig")
+    assert "| `worked` | 0.1 | 5.0% ± 0.0% | - | - | 20.0% ± 0.0% | - | - | - | - |" in text
+    assert "not judged until the sweep has finished (1 of 4 fixed gains so far)" in text
+    assert "**Not met in every cell" in text
 
 
 def test_gains_matrix_cells_run_their_overrides_with_the_same_rows(tmp_path, monkeypatch):

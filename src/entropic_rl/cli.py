@@ -85,7 +85,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise ValueError(f"--only: unknown experiment {key!r}; choose from {', '.join(known)}")
     if not args.report_only:
         try:
-            reproduction.run_experiments(runs, suite.EXPERIMENTS, keys)
+            others = [(Path(s.PATHS[0]), s.EXPERIMENTS) for s in (reproduction, gains_matrix) if s is not suite]
+            reproduction.run_experiments(runs, suite.EXPERIMENTS, keys, others)
         except RunStopped as exc:
             return _error(exc, RUN_STOPPED)
     suite.report(runs, doc, figures)

@@ -67,12 +67,18 @@ CELLS = (
 EXPERIMENTS = tuple(cell.experiment for cell in CELLS)
 
 
-def best_fixed(summaries: dict[str, list[dict]], seeds: int) -> str | None:
-    """The fixed gains with the lowest mean tracking error among those with every seed finished."""
-    done = [row for row in FIXED if len(summaries.get(row, [])) == seeds]
-    if not done:
+def fixed_rows(cell: Cell) -> list[str]:
+    """The cell's fixed gains: its sweep."""
+    return [row for row in cell.experiment.methods if row in FIXED]
+
+
+def best_fixed(cell: Cell, summaries: dict[str, list[dict]]) -> str | None:
+    """The fixed gains with the lowest mean tracking error, once every fixed gain of the cell has
+    finished every seed (before that, the best so far need not be the cell's best)."""
+    rows = fixed_rows(cell)
+    if any(len(summaries.get(row, [])) < cell.seeds for row in rows):
         return None
-    return min(done, key=lambda row: statistics.fmean(column(summaries[row], "tracking_error")))
+    return min(rows, key=lambda row: statistics.fmean(column(summaries[row], "tracking_error")))
 
 
 def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
@@ -81,8 +87,14 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]]) -> list[str]:
         return []
     auto = by_seed(summaries[AUTO], "tracking_error")
     lines = []
-    best = best_fixed(summaries, cell.seeds)
-    if best is not None:
+    best = best_fixed(cell, summaries)
+    if best is None:
+        done = sum(len(summaries.get(row, [])) == cell.seeds for row in fixed_rows(cell))
+        lines.append(
+            f"within {WITHIN}× of the best fixed gains: not judged until the sweep has finished ({done} of "
+            f"{len(fixed_rows(cell))} fixed gains so far)"
+        )
+    else:
         scaled = {seed: WITHIN * e for seed, e in by_seed(summaries[best], "tracking_error").items()}
         difference, verdict = paired(auto, scaled)
         outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
@@ -115,7 +127,7 @@ def summary_row(cell: Cell, summaries: dict[str, list[dict]]) -> str:
             cells.append(format_ci(column(summaries[row], "tracking_error"), True))
         else:  # not finished, or not a row of this cell
             cells.append("-" if row in rows else "")
-    best = best_fixed(summaries, cell.seeds)
+    best = best_fixed(cell, summaries)
     if best is not None and AUTO in summaries:
         ratio = statistics.fmean(column(summaries[AUTO], "tracking_error")) / statistics.fmean(
             column(summaries[best], "tracking_error")

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
-from entropic_rl.trainer.compare import HELD_BOUND, compare, figure, markdown, summarize_methods
+from entropic_rl.trainer.compare import HELD_BOUND, compare, figure, markdown, method_overrides, summarize_methods
+from entropic_rl.trainer.config import load_config
 from entropic_rl.trainer.logger import read_metrics
 from entropic_rl.util.files import folder_written_atomically
 
@@ -113,7 +114,10 @@ EXPERIMENTS = (
             "nsr",
             "w-reinforce",
         ),
-        about="Default task; each baseline with its defaults (ALGORITHMS.md §3), AEC at EntroPIC's target.",
+        about="Default task; each baseline with its defaults (ALGORITHMS.md §3), AEC at EntroPIC's target. "
+        "`kl-cov` is plain GRPO here, step for step (the same entropy at every step): with one optimizer step "
+        "per rollout, lp equals lp_old, so its penalty β|lp − lp_old| is 0 with a zero gradient; it acts only "
+        "from a rollout's second mini-batch on (off-policy updates, as in c-off-policy).",
     ),
     Experiment(
         "g-smollm2",
@@ -377,14 +381,18 @@ def confident_shares(runs: Path) -> list[str]:
     return [header, *lines]
 
 
-def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[str]) -> None:
-    """Run the comparisons of ``keys``, in the order of ``experiments`` (each skips its finished runs)."""
+Suites = list[tuple[Path, tuple[Experiment, ...]]]  # where each suite's runs are, and its experiments
+
+
+def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[str], others: Suites = ()) -> None:
+    """Run the comparisons of ``keys``, in the order of ``experiments`` (each skips its finished runs),
+    after copying the runs that this suite or one of ``others`` has already finished."""
     chosen = [e for e in experiments if e.key in keys]
     for experiment in chosen:
         if experiment.config and not Path(experiment.config).is_file():
             raise ValueError(f"{experiment.config}: not found; run entropic reproduce from the repository's root")
     for experiment in chosen:
-        copy_identical_runs(runs, experiments, experiment)
+        copy_identical_runs(runs, experiment, [(runs, experiments), *others])
         compare(
             experiment.config or "embedded",
             list(experiment.overrides),
@@ -395,20 +403,39 @@ def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[
         )
 
 
-def copy_identical_runs(runs: Path, experiments: tuple[Experiment, ...], experiment: Experiment) -> None:
-    """Copy into ``experiment`` each missing run that another experiment has finished with the same
-    configuration, overrides, method and seed (e.g. b-targets' `grpo` and `entropic` are a-worked's):
-    the same run, not trained twice."""
-    for other in experiments:
-        if other is experiment or (other.config, other.overrides) != (experiment.config, experiment.overrides):
-            continue
-        for method in set(other.methods) & set(experiment.methods):
-            for seed in range(min(other.seeds, experiment.seeds)):
-                source, target = (runs / e.key / f"{method}-seed{seed}" for e in (other, experiment))
-                if (source / "heldout.json").is_file() and not target.exists():
-                    with folder_written_atomically(target) as tmp:
-                        shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
-                    print(f"{target}: copied from {source} (the same run)", file=sys.stderr)
+def resolved(experiment: Experiment, method: str, seed: int) -> dict:
+    """The configuration a run of ``experiment`` trains with, less its folder: equal for the same run."""
+    config = load_config(
+        experiment.config or "embedded", list(experiment.overrides), then=[*method_overrides(method), f"seed={seed}"]
+    ).to_dict()
+    del config["log"]["out_dir"]
+    return config
+
+
+def copy_identical_runs(runs: Path, experiment: Experiment, suites: Suites) -> None:
+    """Copy into ``experiment`` each missing run that an experiment of ``suites`` has finished with the
+    same configuration once resolved (e.g. b-targets' `grpo` and `entropic` are a-worked's; the gains
+    matrix's `entropic:kp=10.0:ki=0.1` on the default task is a-default's `entropic`): the same run, not
+    trained twice."""
+    missing = {
+        runs / experiment.key / f"{method}-seed{seed}": resolved(experiment, method, seed)
+        for method in experiment.methods
+        for seed in range(experiment.seeds)
+        if not (runs / experiment.key / f"{method}-seed{seed}").exists()
+    }
+    for root, experiments in suites:
+        for other in experiments:
+            for method in other.methods:
+                for seed in range(other.seeds):
+                    source = root / other.key / f"{method}-seed{seed}"
+                    if not missing or not (source / "heldout.json").is_file():
+                        continue
+                    config = resolved(other, method, seed)
+                    for target in [t for t, wanted in missing.items() if wanted == config]:
+                        with folder_written_atomically(target) as tmp:
+                            shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+                        print(f"{target}: copied from {source} (the same run)", file=sys.stderr)
+                        del missing[target]
 
 
 def section(runs: Path, experiment: Experiment, doc: Path, figures: Path) -> tuple[list[str], Summaries, bool]:
