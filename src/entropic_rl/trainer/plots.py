@@ -22,8 +22,9 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None, smooth: int = 5) ->
     for run_dir in run_dirs:
         records = read_metrics(run_dir)
         config_path = run_dir / "config.yaml"
-        method = yaml.safe_load(config_path.read_text())["method"]["name"] if config_path.is_file() else "?"
-        label = f"{run_dir.name} ({method})"
+        label = run_dir.name  # with the method, where the run's configuration was kept
+        if config_path.is_file():
+            label += f" ({yaml.safe_load(config_path.read_text())['method']['name']})"
         steps = np.array([r["step"] for r in records])
         for ax, (key, _) in zip(axes, panels, strict=True):
             values = [r.get(key, 0.0 if key == "entropic/alpha" else np.nan) for r in records]
