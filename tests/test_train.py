@@ -34,7 +34,7 @@ ACTIVE = {
     "aec": ["method.target_entropy=5", "method.delta=0.01", "method.coef_max=0.05"],
     "aent": ["method.warmup_steps=1", "method.lr=0.01"],
     "clip-cov": ["method.cov_low=-10", "method.fraction=0.1"],
-    "kl-cov": ["method.fraction=0.1"],
+    "kl-cov": ["method.fraction=0.1", "train.mini_batches=2"],  # on-policy it is grpo: lp = lp_old
     "entropy-bonus": ["method.coef=0.01"],
 }
 BASELINE_METRIC = {
@@ -104,6 +104,13 @@ def test_every_baseline_trains_in_the_loop(tmp_path, method):
     assert any(r["optim/grad_norm"] > 0 for r in records)
     if method in BASELINE_METRIC:
         assert any(r[BASELINE_METRIC[method]] > 0 for r in records)  # the method acted
+
+
+def test_kl_cov_on_policy_warns_that_it_trains_as_grpo(tmp_path, capsys):
+    run(tmp_path, "train.steps=1", "method.name=kl-cov")
+    assert "warning: kl-cov on-policy (train.mini_batches 1, train.epochs 1) trains exactly as grpo" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("method", ["entropic", "entropic-reference", "aec", "aent", "clip-cov"])
