@@ -139,16 +139,17 @@ def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypa
 def test_a_run_another_experiment_finished_on_the_same_configuration_is_copied(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduction, "compare", lambda *args: None)
     monkeypatch.chdir(Path(__file__).parents[1])
-    fake_run(tmp_path / "a-worked" / "grpo-seed0", [0.1] * 20, None, 0.5, 0.9)
-    fake_run(tmp_path / "a-worked" / "entropic-seed1", [0.1] * 20, 0.1, 0.5, 0.9)
-    fake_run(tmp_path / "a-default" / "grpo-seed1", [0.3] * 20, None, 0.5, 0.9)  # another configuration
+    fake_run(tmp_path / "a-worked" / "grpo-seed0", [0.1] * 150, None, 0.5, 0.9)  # configs/worked.yaml: 150 steps
+    (tmp_path / "a-worked" / "grpo-seed0" / "checkpoints").mkdir()  # not copied
+    fake_run(tmp_path / "a-worked" / "entropic-seed1", [0.1] * 150, 0.1, 0.5, 0.9)
+    fake_run(tmp_path / "a-default" / "grpo-seed1", [0.3] * 300, None, 0.5, 0.9)  # another configuration
     (tmp_path / "b-targets" / "entropic-seed1").mkdir(parents=True)  # started there: left alone
     reproduction.run_experiments(tmp_path, EXPERIMENTS, ["b-targets"])
     copied = tmp_path / "b-targets" / "grpo-seed0"
     assert (copied / "metrics.jsonl").read_text() == (
         tmp_path / "a-worked" / "grpo-seed0" / "metrics.jsonl"
     ).read_text()
-    assert (copied / "heldout.json").is_file()
+    assert sorted(p.name for p in copied.iterdir()) == ["heldout.json", "metrics.jsonl"]
     assert sorted(p.name for p in (tmp_path / "b-targets").iterdir()) == ["entropic-seed1", "grpo-seed0"]
     assert not any((tmp_path / "b-targets" / "entropic-seed1").iterdir())
 
@@ -157,8 +158,11 @@ def test_a_run_of_the_other_suite_with_the_same_resolved_configuration_is_copied
     monkeypatch.setattr(reproduction, "compare", lambda *args: None)
     monkeypatch.chdir(Path(__file__).parents[1])
     paper, gains = tmp_path / "paper", tmp_path / "gains"
-    fake_run(paper / "a-default" / "entropic-seed1", [0.3] * 20, 0.3, 0.5, 0.9)  # the preset's gains: K_p 10, K_i 0.1
-    fake_run(paper / "d-threshold" / "entropic:threshold=0.5-seed1", [0.3] * 20, 0.3, 0.5, 0.9)  # another run
+    fake_run(paper / "a-default" / "entropic-seed1", [0.3] * 300, 0.3, 0.5, 0.9)  # the preset's gains: K_p 10, K_i 0.1
+    fake_run(paper / "a-default" / "entropic-seed2", [0.3] * 200, 0.3, 0.5, 0.9)  # not trained to its end
+    fake_run(paper / "f-baselines" / "entropic-seed0", [0.3] * 300, 0.3, 0.5, 0.9)
+    (paper / "f-baselines" / "entropic-seed0" / "heldout.json").write_text('{"arithmetic": {"avg@4": 0.5}}')
+    fake_run(paper / "d-threshold" / "entropic:threshold=0.5-seed1", [0.3] * 300, 0.3, 0.5, 0.9)  # another run
     reproduction.run_experiments(gains, gains_matrix.EXPERIMENTS, ["default"], [(paper, EXPERIMENTS)])
     assert [p.name for p in (gains / "default").iterdir()] == ["entropic:kp=10.0:ki=0.1-seed1"]
 

@@ -108,7 +108,7 @@ def test_every_baseline_trains_in_the_loop(tmp_path, method):
 
 def test_kl_cov_on_policy_warns_that_it_trains_as_grpo(tmp_path, capsys):
     run(tmp_path, "train.steps=1", "method.name=kl-cov")
-    assert "warning: kl-cov on-policy (train.mini_batches 1, train.epochs 1) trains exactly as grpo" in (
+    assert "warning: kl-cov on-policy (train.mini_batches 1, train.epochs 1): lp equals lp_old up to rounding" in (
         capsys.readouterr().err
     )
 

@@ -85,7 +85,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise ValueError(f"--only: unknown experiment {key!r}; choose from {', '.join(known)}")
     if not args.report_only:
         try:
+            # the other suite's finished runs, unless --runs points this one elsewhere (e.g. to start afresh)
             others = [(Path(s.PATHS[0]), s.EXPERIMENTS) for s in (reproduction, gains_matrix) if s is not suite]
+            others = others if runs == Path(suite.PATHS[0]) else []
             reproduction.run_experiments(runs, suite.EXPERIMENTS, keys, others)
         except RunStopped as exc:
             return _error(exc, RUN_STOPPED)

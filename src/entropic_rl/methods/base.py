@@ -140,6 +140,7 @@ class MicroBatch:
 
 class Method(ABC):
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    off_policy_only: ClassVar[str] = ""  # why the method does nothing on-policy, where that is so
 
     def __init__(self, config: MethodConfig, loss_settings: LossSettings | None = None) -> None:
         self.config = config

@@ -31,6 +31,7 @@ class KLCovConfig(MethodConfig):
 
 class KLCov(Method):
     config_class = KLCovConfig
+    off_policy_only = "lp equals lp_old up to rounding, so its penalty |lp - lp_old| is 0 and it trains as grpo"
 
     def __init__(self, config: KLCovConfig, loss_settings=None) -> None:
         super().__init__(config, loss_settings)

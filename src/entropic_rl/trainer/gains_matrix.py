@@ -76,7 +76,7 @@ def best_fixed(cell: Cell, summaries: dict[str, list[dict]]) -> str | None:
     """The fixed gains with the lowest mean tracking error, once every fixed gain of the cell has
     finished every seed (before that, the best so far need not be the cell's best)."""
     rows = fixed_rows(cell)
-    if any(len(summaries.get(row, [])) < cell.seeds for row in rows):
+    if not rows or any(len(summaries.get(row, [])) < cell.seeds for row in rows):
         return None
     return min(rows, key=lambda row: statistics.fmean(column(summaries[row], "tracking_error")))
 

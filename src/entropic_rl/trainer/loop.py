@@ -38,10 +38,11 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
             print(f"resuming from {checkpoint}", file=sys.stderr)
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
-    if config.method.name == "kl-cov" and not config.off_policy:
+    if method_class(config.method.name).off_policy_only and not config.off_policy:
         print(
-            "warning: kl-cov on-policy (train.mini_batches 1, train.epochs 1) trains exactly as grpo: lp equals "
-            "lp_old, so its penalty |lp - lp_old| is 0; it acts with train.mini_batches > 1 or train.epochs > 1",
+            f"warning: {config.method.name} on-policy (train.mini_batches 1, train.epochs 1): "
+            f"{method_class(config.method.name).off_policy_only}; it acts with train.mini_batches > 1 or "
+            "train.epochs > 1",
             file=sys.stderr,
         )
     torch.manual_seed(config.seed)

@@ -11,6 +11,7 @@ the command that runs it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -116,8 +117,8 @@ EXPERIMENTS = (
         ),
         about="Default task; each baseline with its defaults (ALGORITHMS.md §3), AEC at EntroPIC's target. "
         "`kl-cov` is plain GRPO here, step for step (the same entropy at every step): with one optimizer step "
-        "per rollout, lp equals lp_old, so its penalty β|lp − lp_old| is 0 with a zero gradient; it acts only "
-        "from a rollout's second mini-batch on (off-policy updates, as in c-off-policy).",
+        "per rollout, lp equals lp_old (here bit for bit), so its penalty β|lp − lp_old| is 0 with a zero "
+        "gradient; it acts only from a rollout's second optimizer step on (off-policy updates, as in c-off-policy).",
     ),
     Experiment(
         "g-smollm2",
@@ -431,11 +432,22 @@ def copy_identical_runs(runs: Path, experiment: Experiment, suites: Suites) -> N
                     if not missing or not (source / "heldout.json").is_file():
                         continue
                     config = resolved(other, method, seed)
-                    for target in [t for t, wanted in missing.items() if wanted == config]:
+                    targets = [t for t, wanted in missing.items() if wanted == config]
+                    if not targets or not finished_as_planned(source, config["train"]["steps"]):
+                        continue
+                    for target in targets:
                         with folder_written_atomically(target) as tmp:
-                            shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+                            for name in ("metrics.jsonl", "heldout.json"):  # all a finished run needs; no checkpoints
+                                shutil.copy2(source / name, tmp / name)
                         print(f"{target}: copied from {source} (the same run)", file=sys.stderr)
                         del missing[target]
+
+
+def finished_as_planned(run_dir: Path, steps: int) -> bool:
+    """Trained to ``steps`` and evaluated with this suite's protocol (avg@EVAL_N on every set)."""
+    held_out = json.loads((run_dir / "heldout.json").read_text())
+    last = max((r["step"] for r in read_metrics(run_dir, skipped=True)), default=0)
+    return last == steps and all(f"avg@{EVAL_N}" in scores for scores in held_out.values())
 
 
 def section(runs: Path, experiment: Experiment, doc: Path, figures: Path) -> tuple[list[str], Summaries, bool]:
