@@ -113,13 +113,18 @@ def evaluated(config: Config) -> bool:
     run_dir = config.run_dir()
     if not (run_dir / "heldout.json").is_file():
         return False
-    last = max((r["step"] for r in read_metrics(run_dir, skipped=True)), default=0)
+    last = trained_steps(run_dir)
     if last != config.train.steps:
         raise ValueError(
             f"{run_dir}: trained and evaluated at {last} steps, but train.steps is {config.train.steps}; "
             "compare into another --out"
         )
     return True
+
+
+def trained_steps(run_dir: Path) -> int:
+    """The last step in the run's metrics, skipped steps included (0: none)."""
+    return max((r["step"] for r in read_metrics(run_dir, skipped=True)), default=0)
 
 
 def train_once(config: Config, trail: list[str]) -> None:

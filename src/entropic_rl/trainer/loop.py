@@ -38,13 +38,6 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
             print(f"resuming from {checkpoint}", file=sys.stderr)
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ValueError(f"log.out_dir: {run_dir} already holds a run; use --resume or another log.out_dir")
-    if method_class(config.method.name).off_policy_only and not config.off_policy:
-        print(
-            f"warning: {config.method.name} on-policy (train.mini_batches 1, train.epochs 1): "
-            f"{method_class(config.method.name).off_policy_only}; it acts with train.mini_batches > 1 or "
-            "train.epochs > 1",
-            file=sys.stderr,
-        )
     torch.manual_seed(config.seed)
     device = choose_device(config.model.device)
     task = build_task(config.task, config.seed)
@@ -61,6 +54,12 @@ def train(config: Config, resume: bool = False, trail: list[str] = ()) -> Path:
     r = config.rollout
     loss_settings = LossSettings(t.agg, t.clip_low, t.clip_high, t.clip_c, r.max_new_tokens, r.temperature)
     method = method_class(config.method.name)(config.method, loss_settings)
+    if method.off_policy_only and not config.off_policy:
+        print(
+            f"warning: {config.method.name} on-policy (train.mini_batches 1, train.epochs 1): "
+            f"{method.off_policy_only}; it acts with train.mini_batches > 1 or train.epochs > 1",
+            file=sys.stderr,
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     step, data_position, skipped, consecutive = 0, 0, 0, 0

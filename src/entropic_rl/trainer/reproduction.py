@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
-from entropic_rl.trainer.compare import HELD_BOUND, compare, figure, markdown, method_overrides, summarize_methods
+from entropic_rl.trainer.compare import (
+    HELD_BOUND,
+    compare,
+    figure,
+    markdown,
+    method_overrides,
+    summarize_methods,
+    trained_steps,
+)
 from entropic_rl.trainer.config import load_config
 from entropic_rl.trainer.logger import read_metrics
 from entropic_rl.util.files import folder_written_atomically
@@ -446,8 +454,7 @@ def copy_identical_runs(runs: Path, experiment: Experiment, suites: Suites) -> N
 def finished_as_planned(run_dir: Path, steps: int) -> bool:
     """Trained to ``steps`` and evaluated with this suite's protocol (avg@EVAL_N on every set)."""
     held_out = json.loads((run_dir / "heldout.json").read_text())
-    last = max((r["step"] for r in read_metrics(run_dir, skipped=True)), default=0)
-    return last == steps and all(f"avg@{EVAL_N}" in scores for scores in held_out.values())
+    return trained_steps(run_dir) == steps and all(f"avg@{EVAL_N}" in scores for scores in held_out.values())
 
 
 def section(runs: Path, experiment: Experiment, doc: Path, figures: Path) -> tuple[list[str], Summaries, bool]:
