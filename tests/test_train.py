@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from entropic_rl.cli import main
-from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, response_logprobs, seeded_llama
-from entropic_rl.models.sampling import RejectNonFinite
+from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, seeded_llama
+from entropic_rl.models.sampling import RejectNonFinite, Rollout
 from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
 
@@ -68,6 +68,7 @@ def test_a_few_steps_for_each_method(tmp_path, method, regime):
     for r in records:
         assert all(math.isfinite(v) for v in r.values())
         assert 0 <= r["reward/accuracy"] <= 1 and r["response/length"] > 0 and r["optim/grad_norm"] >= 0
+        assert 0 <= r["reward/mixed"] <= 1
         assert {"entropy/mean", "reward/mean", "loss/pg_clipfrac", "loss/ppo_kl", "optim/lr"} <= r.keys()
         assert all("/" in key for key in r if key != "step")  # one scheme: <group>/<quantity>
         if method == "grpo":
@@ -163,6 +164,56 @@ def test_on_policy_in_one_micro_batch_the_update_forward_gives_the_old_log_probs
     assert metrics(reused)[0]["perf/rollout_time"] < metrics(reused)[0]["perf/step_time"]
 
 
+def test_a_rollout_trimmed_to_some_rows_drops_the_columns_padded_in_all_of_them():
+    # 2 prompt columns + 4 response columns; row 0: prompt [5, 6], response [7, 8, eos 2];
+    # row 1: prompt [pad, 6], response [9, eos 2]; row 2: prompt [pad, 5], response [2].
+    sequences = torch.tensor([[5, 6, 7, 8, 2, 0], [0, 6, 9, 2, 0, 0], [0, 5, 2, 0, 0, 0]])
+    response_mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]])
+    attention_mask = torch.cat([torch.tensor([[1, 1], [0, 1], [0, 1]]), response_mask], 1)
+    rollout = Rollout(sequences, attention_mask, response_mask, ["", "", ""])
+    kept, attention, length = rollout.trimmed(torch.tensor([1, 2]))
+    assert length == 2 and torch.equal(kept, torch.tensor([[6, 9, 2], [5, 2, 0]]))
+    assert torch.equal(attention, torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    kept, _, length = rollout.trimmed(torch.tensor([0, 2]))
+    assert length == 3 and torch.equal(kept, sequences[[0, 2], :5])
+
+
+def test_micro_batches_group_rows_by_response_length_and_keep_their_log_probs(tmp_path):
+    config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path}"])
+    model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
+    prompts = [f"{a}+{b}=" for a in range(4) for b in (1, 5, 9)]
+    torch.manual_seed(0)
+    rollout = generate(model, tokenizer, prompts, temperature=1.5, top_p=1.0, max_new_tokens=8)
+    lengths = rollout.response_mask.sum(1)
+    assert len(set(lengths.tolist())) > 1  # the test needs responses of several lengths
+    rows = torch.arange(len(prompts))
+    micro = loop.micro_batches(rollout, rows, 5)
+    assert [len(m) for m in micro] == [5, 5, 2] and sorted(torch.cat(micro).tolist()) == rows.tolist()
+    assert torch.equal(torch.cat([lengths[m] for m in micro]), lengths.sort(descending=True).values)
+    assert loop.micro_batches(rollout, rows, 12) == (rows,)  # one micro-batch: the rows as they are
+    with torch.no_grad():
+        _, log_prob, _ = loop.policy_forward(model, rollout, micro[-1], 1.0)
+        assert log_prob.shape == (2, int(lengths[micro[-1]].max()))
+        bucketed = loop.forward_batched(model, rollout, 5, 1.0)
+        whole = loop.forward_batched(model, rollout, 12, 1.0)
+    mask = rollout.response_mask.bool()
+    for got, expected in zip(bucketed, whole, strict=True):
+        assert got.shape == expected.shape == mask.shape
+        torch.testing.assert_close(got[mask], expected[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_an_update_in_bucketed_micro_batches_equals_one_in_a_single_micro_batch(tmp_path):
+    # the same first step, once in micro-batches of 3 grouped by length, once in one of 16
+    args = ("train.steps=1", "method.name=entropic", *ACTIVE["entropic"], "train.kl_coef=0.05")
+    bucketed, _ = run(tmp_path, *args, "train.micro_batch_size=3", name="bucketed")
+    whole, _ = run(tmp_path, *args, "train.micro_batch_size=16", name="whole")
+    got, expected = untimed(metrics(bucketed))[0], untimed(metrics(whole))[0]
+    assert got.keys() == expected.keys() and expected["optim/grad_norm"] > 0
+    for ratio in ("entropic/confident_frac", "entropic/weight_pos", "entropic/weight_neg"):
+        del got[ratio], expected[ratio]  # ratios within each micro-batch: they depend on the grouping
+    assert got == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
 def test_gradient_checkpointing_trains_the_same(tmp_path):
     plain, _ = run(tmp_path, "train.steps=2", name="plain")
     checkpointed, _ = run(tmp_path, "train.steps=2", "train.gradient_checkpointing=true", name="checkpointed")
@@ -199,9 +250,7 @@ def test_old_log_probs_match_the_sampling_distribution(tmp_path):
     tokens = rollout.sequences[:, -rollout.response_mask.shape[1] :]
     expected = sampling.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     with torch.no_grad():
-        log_prob, _ = response_logprobs(
-            model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1], 0.7
-        )
+        _, log_prob, _ = loop.policy_forward(model, rollout, torch.arange(len(rollout.sequences)), 0.7)
     mask = rollout.response_mask.bool()
     torch.testing.assert_close(log_prob[mask], expected[mask], atol=1e-5, rtol=1e-5)
 
@@ -360,14 +409,10 @@ def test_autocast_computes_log_probs_and_entropies_in_float32(tmp_path):
     model, tokenizer = load_policy(config.model, config.task, torch.device("cpu"))
     rollout = generate(model, tokenizer, ["3+4="], temperature=1.0, top_p=1.0, max_new_tokens=4)
     with autocast("bfloat16", torch.device("cpu")):
-        log_prob, entropy = response_logprobs(
-            model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1], 1.0
-        )
+        _, log_prob, entropy = loop.policy_forward(model, rollout, torch.tensor([0]), 1.0)
     assert log_prob.dtype == entropy.dtype == torch.float32
     with torch.no_grad():
-        exact, _ = response_logprobs(
-            model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1], 1.0
-        )
+        _, exact, _ = loop.policy_forward(model, rollout, torch.tensor([0]), 1.0)
     torch.testing.assert_close(log_prob.detach(), exact, atol=0.1, rtol=0.05)  # bfloat16 products: close, not equal
 
 

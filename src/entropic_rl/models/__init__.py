@@ -12,7 +12,6 @@ from entropic_rl.models.sampling import (
     format_prompts,
     generate,
     response_logits,
-    response_logprobs,
 )
 
 __all__ = [
@@ -29,6 +28,5 @@ __all__ = [
     "load_tokenizer",
     "resolve_model_path",
     "response_logits",
-    "response_logprobs",
     "seeded_llama",
 ]

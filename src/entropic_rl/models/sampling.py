@@ -14,8 +14,6 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from entropic_rl.core import token_logprobs_and_entropy
-
 
 def check_sampling(temperature: float, top_p: float) -> None:
     """A ``ValueError`` naming the setting unless ``temperature > 0`` and ``0 < top_p <= 1``."""
@@ -35,6 +33,16 @@ class Rollout:
     @property
     def prompt_length(self) -> int:
         return self.sequences.shape[1] - self.response_mask.shape[1]
+
+    def trimmed(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The sequences and attention mask of ``rows`` without the columns that are padding in all
+        of them (leading prompt padding, trailing response padding), and their response length.
+        Position ids follow the attention mask, so dropping leading padding does not shift them."""
+        used = self.response_mask[rows].any(0).nonzero()
+        length = int(used[-1]) + 1 if len(used) else 1
+        start = int(self.attention_mask[rows].any(0).int().argmax())
+        end = self.prompt_length + length
+        return self.sequences[rows, start:end], self.attention_mask[rows, start:end], length
 
 
 def format_prompts(
@@ -149,15 +157,3 @@ def response_logits(
         logits_to_keep=response_length + 1,
         use_cache=False,
     ).logits[:, :-1]
-
-
-def response_logprobs(
-    model: PreTrainedModel,
-    sequences: torch.Tensor,
-    attention_mask: torch.Tensor,
-    response_length: int,
-    temperature: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of the response tokens and the entropies of their distributions, (N, R)."""
-    logits = response_logits(model, sequences, attention_mask, response_length)
-    return token_logprobs_and_entropy(logits, sequences[:, -response_length:], temperature)

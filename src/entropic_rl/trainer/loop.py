@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from entropic_rl.core import agg_denominator, aggregate, token_logprobs_and_entropy
 from entropic_rl.evaluation import Sampling, data_name, validation_metrics
 from entropic_rl.methods import LossSettings, MicroBatch, Window, method_class
-from entropic_rl.models import autocast, choose_device, generate, load_policy, response_logits, response_logprobs
+from entropic_rl.models import autocast, choose_device, generate, load_policy, response_logits
 from entropic_rl.tasks import FileTask, build_task, get_reward, score_responses
 from entropic_rl.trainer.checkpoint import intact_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from entropic_rl.trainer.config import Config, dump_config
@@ -212,7 +212,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
             rows = (groups[:, None] * r.group_size + torch.arange(r.group_size)).reshape(-1)
             if old_log_prob is None:  # the update's own forward pass gives the old log-probs too
                 forward = policy_forward(model, rollout, rows, r.temperature)
-                old_log_prob, old_entropy = forward[1].detach(), forward[2].detach()
+                old_log_prob, old_entropy = (widened(x.detach(), mask.shape[1]) for x in forward[1:])
                 require_finite("log-probs of the rollout", old_log_prob, old_entropy)
             state_before = copy.deepcopy(method.state_dict())
             try:
@@ -245,6 +245,7 @@ def train_step(config, model, reference, tokenizer, method, optimizer, scheduler
             "reward/accuracy": (rewards >= 1.0).float().mean().item(),
             "reward/errors": float(checks["error"]),
             "reward/timeouts": float(checks["timeout"]),
+            "reward/mixed": (advantages != 0).float().mean().item(),  # sequences with a policy gradient
             "response/length": mask.sum(1).mean().item(),
             "perf/tokens_per_s": mask.sum().item() / seconds,
             "perf/step_time": seconds,
@@ -271,25 +272,27 @@ def optimizer_step(config, model, method, rollout, rows, advantages, old_log_pro
     )
     denominator = agg_denominator(m, t.agg, max_len=r.max_new_tokens)
     sums = defaultdict(float)
-    for micro in torch.split(rows, t.micro_batch_size):
+    for micro in micro_batches(rollout, rows, t.micro_batch_size):
         logits, log_prob, entropy = forward or policy_forward(model, rollout, micro, r.temperature)
+        width = log_prob.shape[1]  # the micro-batch's longest response
+        micro_mask = mask[micro, :width]
         loss, loss_metrics = method.loss(
             MicroBatch(
                 log_prob,
                 entropy,
-                old_log_prob[micro],
-                advantages[micro, None].expand(-1, mask.shape[1]),
-                mask[micro],
+                old_log_prob[micro, :width],
+                advantages[micro, None].expand(-1, width),
+                micro_mask,
                 denominator,
                 len(micro) / len(rows),
                 logits,
             )
         )
-        if ref_log_prob is not None:  # k3 estimator of KL(policy || reference)
-            log_ratio = ref_log_prob[micro] - log_prob
+        if ref_log_prob is not None:  # k3 estimator of KL(policy || reference), 0 on padding
+            log_ratio = (ref_log_prob[micro, :width] - log_prob) * micro_mask
             kl = torch.exp(log_ratio) - log_ratio - 1
-            loss = loss + t.kl_coef * aggregate(kl, mask[micro], t.agg, denominator)
-            loss_metrics["loss/kl"] = aggregate(kl.detach(), mask[micro])
+            loss = loss + t.kl_coef * aggregate(kl, micro_mask, t.agg, denominator)
+            loss_metrics["loss/kl"] = aggregate(kl.detach(), micro_mask)
         require_finite("loss", loss)
         loss.backward()
         for name, value in loss_metrics.items():
@@ -317,23 +320,37 @@ def update_forward_is_old_pass(config: Config) -> bool:
     return t.mini_batches == 1 and t.epochs == 1 and r.prompts_per_step * r.group_size <= t.micro_batch_size
 
 
+def micro_batches(rollout, rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """``rows`` in micro-batches of at most ``size`` sequences. When they need several, longest
+    responses first: each micro-batch is padded only to its own longest response, and the first
+    is the largest."""
+    if len(rows) <= size:
+        return (rows,)
+    lengths = rollout.response_mask[rows].sum(1)
+    return torch.split(rows[torch.argsort(lengths, descending=True, stable=True)], size)
+
+
 def policy_forward(model, rollout, rows: torch.Tensor, temperature: float):
-    """The response logits of ``rows`` under ``model``, and their log-probs and entropies (with grad)."""
-    length = rollout.response_mask.shape[1]
-    sequences = rollout.sequences[rows]
-    logits = response_logits(model, sequences, rollout.attention_mask[rows], length)
+    """The response logits of ``rows`` under ``model``, and their log-probs and entropies (with
+    grad), up to the rows' longest response: (len(rows), L, V), (len(rows), L), (len(rows), L)."""
+    sequences, attention_mask, length = rollout.trimmed(rows)
+    logits = response_logits(model, sequences, attention_mask, length)
     return logits, *token_logprobs_and_entropy(logits, sequences[:, -length:], temperature)
 
 
+def widened(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``x`` (N, L) padded with zeros on the right to (N, width)."""
+    return torch.nn.functional.pad(x, (0, width - x.shape[1]))
+
+
 def forward_batched(model, rollout, micro_batch_size: int, temperature: float):
-    """Log-probs and entropies of all responses, computed micro-batch by micro-batch."""
-    parts = [
-        response_logprobs(
-            model, rollout.sequences[rows], rollout.attention_mask[rows], rollout.response_mask.shape[1], temperature
-        )
-        for rows in torch.split(torch.arange(len(rollout.sequences)), micro_batch_size)
-    ]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    """Log-probs and entropies of all responses, (N, R), micro-batch by micro-batch (0 after each
+    micro-batch's longest response)."""
+    width = rollout.response_mask.shape[1]
+    micro = micro_batches(rollout, torch.arange(len(rollout.sequences)), micro_batch_size)
+    parts = [[widened(x, width) for x in policy_forward(model, rollout, rows, temperature)[1:]] for rows in micro]
+    order = torch.cat(micro).argsort()  # back to the rollout's order
+    return torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order]
 
 
 def lr_lambda(config: Config):
