@@ -295,8 +295,8 @@ def optimizer_step(config, model, method, rollout, rows, advantages, old_log_pro
             loss_metrics["loss/kl"] = aggregate(kl.detach(), micro_mask)
         require_finite("loss", loss)
         loss.backward()
-        for name, value in loss_metrics.items():
-            sums[name] += value.item() * len(micro) / len(rows)
+        for name, value in loss_metrics.items():  # token means: weighted by the micro-batch's tokens
+            sums[name] += value.item() * micro_mask.sum().item() / m.sum().clamp(min=1.0).item()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
     require_finite("gradients", grad_norm)
     sums["optim/grad_norm"] = grad_norm.item()
