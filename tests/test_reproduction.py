@@ -179,11 +179,10 @@ def test_reproduce_command_line(tmp_path, capsys):
 # ---- the gains suite: gains auto against fixed gains over a matrix of plants (issue 15) ----
 
 
-def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
-    runs = tmp_path / "runs"
-    cell = runs / "default"
+def fake_sweep(cell: Path) -> None:
+    """The default cell's sweep, 3 seeds: tracking errors auto 3.5%, authors' 30% (miss), K_p 3 10%,
+    K_p 10 3% (the best), K_p 30 5%, AEC 2%."""
     for seed, wiggle in enumerate((0.0, 0.0003, -0.0003)):
-        # tracking errors: auto 3.5%, authors' 30% (miss), K_p 3 10%, K_p 10 3% (the best), K_p 30 5%, AEC 2%
         for row, entropy in (
             (gains_matrix.AUTO, 0.3105),
             (gains_matrix.AUTHORS, 0.21),
@@ -194,6 +193,11 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
         ):
             target = None if row.startswith("aec") else 0.3
             fake_run(cell / f"{row}-seed{seed}", [entropy + wiggle] * 40, target, 0.8, 0.9)
+
+
+def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
+    runs = tmp_path / "runs"
+    fake_sweep(runs / "default")
     doc = tmp_path / "gains-matrix.md"
     text = gains_matrix.report(runs, doc, tmp_path / "fig")
     assert doc.read_text() == text
@@ -213,6 +217,38 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
     assert text.count("**Not run yet.**") == len(gains_matrix.CELLS) - 1
     assert "| `lr-low` | 0.3 | - |" in text
     assert (tmp_path / "fig" / "default.png").stat().st_size > 10_000
+
+
+def test_gains_matrix_judges_the_1_5x_goal_on_the_confirmation_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    fake_sweep(runs / "default")
+    (confirmation,) = gains_matrix.confirmations(runs)  # the one cell whose sweep has finished
+    assert (confirmation.key, confirmation.methods) == ("default", (gains_matrix.AUTO, "entropic:kp=10.0:ki=0.1"))
+    assert confirmation.seeds == gains_matrix.CONFIRM_SEEDS == 7 and confirmation.overrides == ()
+    for seed in range(3, 7):  # auto 4.5% on the new seeds, K_p 10 3%: auto - 1.5 x best = 0 on them
+        fake_run(runs / "default" / f"{gains_matrix.AUTO}-seed{seed}", [0.3135] * 40, 0.3, 0.8, 0.9)
+        fake_run(runs / "default" / f"entropic:kp=10.0:ki=0.1-seed{seed}", [0.309] * 40, 0.3, 0.8, 0.9)
+    text = gains_matrix.report(runs, tmp_path / "gains-matrix.md", tmp_path / "fig")
+    goals = next(line for line in text.splitlines() if line.startswith("- `default`"))
+    assert "auto − 1.5 × best -0.43 ± 0.5" in goals and "points over 7 seed(s) (**not distinguishable**)" in goals
+    assert "auto − authors' -26.50 ± 0.50 points over 3 seed(s)" in goals  # the other goals: the sweep's seeds
+    assert "| `default` | 0.3 | 3.5% ± 0.2% |" in text  # the table: the sweep's seeds
+
+
+def test_reproduce_suite_gains_runs_the_confirmations_after_the_sweeps(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(reproduction, "compare", lambda *args: calls.append(args))
+    monkeypatch.chdir(Path(__file__).parents[1])
+    runs = tmp_path / "runs"
+    fake_sweep(runs / "default")
+    args = ["reproduce", "--suite", "gains", "--only", "default,lr-low", "--runs", str(runs)]
+    assert main([*args, "--doc", str(tmp_path / "g.md"), "--figures", str(tmp_path / "fig")]) == 0
+    assert [(rows[0], seeds, out.name) for _, _, rows, seeds, out, _ in calls] == [
+        (gains_matrix.AUTO, [0, 1, 2], "default"),
+        (gains_matrix.AUTO, [0, 1, 2], "lr-low"),
+        (gains_matrix.AUTO, list(range(7)), "default"),  # lr-low's sweep has not run: no confirmation
+    ]
+    assert calls[2][2] == [gains_matrix.AUTO, "entropic:kp=10.0:ki=0.1"]
 
 
 def test_gains_matrix_names_no_best_fixed_gains_before_the_sweep_has_finished(tmp_path):

@@ -89,6 +89,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             others = [(Path(s.PATHS[0]), s.EXPERIMENTS) for s in (reproduction, gains_matrix) if s is not suite]
             others = others if runs == Path(suite.PATHS[0]) else []
             reproduction.run_experiments(runs, suite.EXPERIMENTS, keys, others)
+            if suite is gains_matrix:  # then auto and each cell's best fixed gains on more seeds
+                reproduction.run_experiments(runs, gains_matrix.confirmations(runs), keys)
         except RunStopped as exc:
             return _error(exc, RUN_STOPPED)
     suite.report(runs, doc, figures)
