@@ -262,10 +262,11 @@ def optimizer_step(config, model, method, rollout, rows, advantages, old_log_pro
     r, t = config.rollout, config.train
     mask = rollout.response_mask.float()
     m = mask[rows]
+    tokens = m.sum().item()
     method.update(
         Window(
             (old_entropy[rows] * m).sum().item(),
-            m.sum().item(),
+            tokens,
             logprob_sum=(old_log_prob[rows] * m).sum().item(),
             mixed=(advantages[rows] != 0).float().mean().item(),
         )
@@ -295,8 +296,9 @@ def optimizer_step(config, model, method, rollout, rows, advantages, old_log_pro
             loss_metrics["loss/kl"] = aggregate(kl.detach(), micro_mask)
         require_finite("loss", loss)
         loss.backward()
+        token_share = micro_mask.sum().item() / max(tokens, 1.0)
         for name, value in loss_metrics.items():  # token means: weighted by the micro-batch's tokens
-            sums[name] += value.item() * micro_mask.sum().item() / m.sum().clamp(min=1.0).item()
+            sums[name] += value.item() * token_share
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
     require_finite("gradients", grad_norm)
     sums["optim/grad_norm"] = grad_norm.item()
