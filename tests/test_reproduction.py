@@ -14,8 +14,11 @@ from entropic_rl.trainer import gains_matrix, reproduction
 from entropic_rl.trainer.reproduction import EXPERIMENTS, report
 
 
-def fake_run(run_dir: Path, entropy: list[float], target: float | None, avg: float, passed: float) -> None:
-    """A finished run: metrics.jsonl with constant-ish entropy, heldout.json with the given rates."""
+def fake_run(
+    run_dir: Path, entropy: list[float], target: float | None, avg: float, passed: float, logged: dict | None = None
+) -> None:
+    """A finished run: metrics.jsonl with constant-ish entropy (and ``logged`` in every record),
+    heldout.json with the given rates."""
     run_dir.mkdir(parents=True)
     records = []
     for step, h in enumerate(entropy, start=1):
@@ -26,6 +29,7 @@ def fake_run(run_dir: Path, entropy: list[float], target: float | None, avg: flo
             "perf/step_time": 1.0,
             "entropy/confident_share@0.8": 0.6,
             "entropy/confident_share@0.95": 0.3,
+            **(logged or {}),
         }
         if target is not None:
             record.update({"entropic/target": target, "entropic/saturated": float(step % 4 == 0)})
@@ -181,8 +185,9 @@ def test_reproduce_command_line(tmp_path, capsys):
 
 def fake_sweep(cell: Path) -> None:
     """The default cell's sweep, 3 seeds: tracking errors auto 3.5%, authors' 30% (miss), K_p 3 10%,
-    K_p 10 3% (the best), K_p 30 5%, AEC 2%."""
+    K_p 10 3% (the best), K_p 30 5%, AEC 2%; auto's kappa 2.7, 3.0, 3.3 (K_p 9 to 11)."""
     for seed, wiggle in enumerate((0.0, 0.0003, -0.0003)):
+        kappa = {"entropic/kappa": (2.7, 3.0, 3.3)[seed]}
         for row, entropy in (
             (gains_matrix.AUTO, 0.3105),
             (gains_matrix.AUTHORS, 0.21),
@@ -192,7 +197,8 @@ def fake_sweep(cell: Path) -> None:
             ("aec:target_entropy=0.3", 0.306),
         ):
             target = None if row.startswith("aec") else 0.3
-            fake_run(cell / f"{row}-seed{seed}", [entropy + wiggle] * 40, target, 0.8, 0.9)
+            logged = kappa if row == gains_matrix.AUTO else {}
+            fake_run(cell / f"{row}-seed{seed}", [entropy + wiggle] * 40, target, 0.8, 0.9, logged)
 
 
 def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
@@ -202,8 +208,9 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
     text = gains_matrix.report(runs, doc, tmp_path / "fig")
     assert doc.read_text() == text
     row = "| `default` | 0.3 | 3.5% ± 0.2% | 30.0% ± 0.2% | 10.0% ± 0.2% | 3.0% ± 0.2% | 5.0% ± 0.2% | 2.0% ± 0.2% |"
-    assert row + " kp=10.0:ki=0.1 | 1.17 |" in text  # the best fixed gains, and auto's error over theirs
-    assert "| `smollm2` | 0.1 | - | - |  | - |  |  | - | - |" in text  # its three rows only
+    # the best fixed gains, auto's error over theirs, and where auto's gain settled (kappa / H_tar)
+    assert row + " kp=10.0:ki=0.1 | 1.17 | 9–11 |" in text
+    assert "| `smollm2` | 0.1 | - | - |  | - |  |  | - | - | - |" in text  # its three rows only
     goals = text.split("## The goals, cell by cell")[1].split("## default")[0]
     within, authors, aec = next(line for line in goals.splitlines() if line.startswith("- `default`")).split("; ")
     assert "within 1.5× of the best fixed gains (`entropic:kp=10.0:ki=0.1`): auto − 1.5 × best -1.00 ± 0.1" in within

@@ -45,6 +45,7 @@ from entropic_rl.util.files import held_by_this_process, write_atomically
 SETTLING_BAND = 0.10  # ±10% of the target
 SETTLING_WINDOW = 10  # steps of the running mean that must stay in the band
 HELD_BOUND = 0.10  # "entropy held": tracking error below this
+KAPPA_WINDOW = 100  # gains: auto: kappa settled is the median over the last steps
 
 
 def compare(
@@ -166,6 +167,7 @@ def summarize(run_dir: Path) -> dict:
     first, last = records[: max(1, len(records) // 10)], records[-max(1, len(records) // 10) :]
     targets = [value for r in records for key, value in r.items() if key.endswith("/target")]  # the method's own
     saturated = [r["entropic/saturated"] for r in records if "entropic/saturated" in r]
+    kappa = [r["entropic/kappa"] for r in records if "entropic/kappa" in r]  # gains: auto only
     rates = {
         prefix: [v for result in heldout.values() for k, v in result.items() if k.startswith(prefix)]
         for prefix in ("avg@", "pass@")
@@ -180,6 +182,7 @@ def summarize(run_dir: Path) -> dict:
         "avg@N": statistics.fmean(rates["avg@"]),  # the mean over the held-out data sets
         "pass@N": statistics.fmean(rates["pass@"]),
         "saturated": statistics.fmean(saturated) if saturated else None,
+        "kappa": statistics.median(kappa[-KAPPA_WINDOW:]) if kappa else None,  # where auto's gain settled
         "wall_time": sum(r["perf/step_time"] for r in records),
     }
 

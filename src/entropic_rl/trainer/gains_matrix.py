@@ -145,7 +145,8 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]], confirmed: dict[str
 
 
 def summary_row(cell: Cell, summaries: dict[str, list[dict]]) -> str:
-    """One line of the overview: each row's tracking error, the best fixed gains and auto's ratio to them."""
+    """One line of the overview: each row's tracking error, the best fixed gains, auto's ratio to them
+    and where auto's gain settled over the seeds (K_p = kappa / H_tar, the median of its last steps)."""
     rows = cell.experiment.methods
     cells = [f"`{cell.key}`", f"{cell.target:g}"]
     for row in (AUTO, *FIXED, f"aec:target_entropy={cell.target}"):
@@ -161,6 +162,8 @@ def summary_row(cell: Cell, summaries: dict[str, list[dict]]) -> str:
         cells += [best.removeprefix("entropic:"), f"{ratio:.2f}"]
     else:
         cells += ["-", "-"]
+    gains = sorted(s["kappa"] / cell.target for s in summaries.get(AUTO, []) if s["kappa"] is not None)
+    cells.append(f"{gains[0]:.0f}–{gains[-1]:.0f}" if gains else "-")
     return "| " + " | ".join(cells) + " |"
 
 
@@ -192,8 +195,8 @@ def report(runs: Path, doc: Path, figures: Path) -> str:
         [
             HEADER.format(runs=runs),
             "## Tracking error by cell\n",
-            header + " | AEC | best fixed | auto ÷ best |",
-            "|" + "---|" * (len(FIXED) + 6),
+            header + " | AEC | best fixed | auto ÷ best | auto's K_p at the end |",
+            "|" + "---|" * (len(FIXED) + 7),
             *overview,
             "",
             "## The goals, cell by cell\n",
@@ -220,7 +223,9 @@ K_p 1, K_i 0.01 are the authors' gains, K_p 10, K_i 0.1 the embedded preset's. G
 `gains: auto` (issue 15), each paired by seed: within 1.5× of the cell's best fixed gains (judged
 over 7 seeds: once the sweep's 3 seeds have chosen a cell's best fixed gains, the suite runs auto
 and those gains on 4 more, in the cell's folder; the tables show the sweep's seeds), better than
-the authors' gains where they do not hold the entropy, at least as precise as AEC.
+the authors' gains where they do not hold the entropy, at least as precise as AEC. The last
+column is where auto's gain settled: κ / H_tar (its K_p), the median of each seed's last 100
+steps, lowest–highest over the seeds.
 
 ```bash
 entropic reproduce --suite gains                    # runs what is missing (a day on 2 cores), then writes this page
