@@ -2,6 +2,7 @@
 
 from entropic_rl.core import (
     AGG_MODES,
+    AutoGains,
     PIController,
     TargetSchedule,
     agg_denominator,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AGG_MODES",
+    "AutoGains",
     "PIController",
     "TargetSchedule",
     "__version__",
