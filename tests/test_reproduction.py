@@ -213,7 +213,8 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
     assert "| `smollm2` | 0.1 | - | - |  | - |  |  | - | - | - |" in text  # its three rows only
     goals = text.split("## The goals, cell by cell")[1].split("## default")[0]
     within, authors, aec = next(line for line in goals.splitlines() if line.startswith("- `default`")).split("; ")
-    assert "within 1.5× of the best fixed gains (`entropic:kp=10.0:ki=0.1`): auto − 1.5 × best -1.00 ± 0.1" in within
+    assert "the best fixed gains (`entropic:kp=10.0:ki=0.1`, on these seeds auto 3.5%, best 3.0%" in within
+    assert "ratio 1.17): auto − 1.5 × best -1.00 ± 0.1" in within
     assert within.endswith("(**met**)")
     assert (
         "better than the authors' gains, which miss: auto − authors' -26.50 ± 0.50 points" in authors
@@ -237,7 +238,8 @@ def test_gains_matrix_judges_the_1_5x_goal_on_the_confirmation_seeds(tmp_path):
         fake_run(runs / "default" / f"entropic:kp=10.0:ki=0.1-seed{seed}", [0.309] * 40, 0.3, 0.8, 0.9)
     text = gains_matrix.report(runs, tmp_path / "gains-matrix.md", tmp_path / "fig")
     goals = next(line for line in text.splitlines() if line.startswith("- `default`"))
-    assert "auto − 1.5 × best -0.43 ± 0.5" in goals and "points over 7 seed(s) (**not distinguishable**)" in goals
+    assert "on these seeds auto 4.1%, best 3.0%, ratio 1.36): auto − 1.5 × best -0.43 ± 0.5" in goals
+    assert "points over 7 seed(s) (**not distinguishable**)" in goals
     assert "auto − authors' -26.50 ± 0.50 points over 3 seed(s)" in goals  # the other goals: the sweep's seeds
     assert "| `default` | 0.3 | 3.5% ± 0.2% |" in text  # the table: the sweep's seeds
 

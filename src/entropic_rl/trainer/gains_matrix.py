@@ -121,11 +121,15 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]], confirmed: dict[str
         )
     else:
         pairs = confirmed or summaries
-        scaled = {seed: WITHIN * e for seed, e in by_seed(pairs[best], "tracking_error").items()}
-        difference, verdict = paired(by_seed(pairs[AUTO], "tracking_error"), scaled)
+        errors = {row: by_seed(pairs[row], "tracking_error") for row in (AUTO, best)}
+        seeds = errors[AUTO].keys() & errors[best].keys()
+        means = [statistics.fmean(errors[row][seed] for seed in seeds) for row in (AUTO, best)]
+        scaled = {seed: WITHIN * e for seed, e in errors[best].items()}
+        difference, verdict = paired(errors[AUTO], scaled)
         outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
         lines.append(
-            f"within {WITHIN}× of the best fixed gains (`{best}`): auto − {WITHIN} × best {difference} (**{outcome}**)"
+            f"within {WITHIN}× of the best fixed gains (`{best}`, on these seeds auto {means[0]:.1%}, best "
+            f"{means[1]:.1%}, ratio {means[0] / means[1]:.2f}): auto − {WITHIN} × best {difference} (**{outcome}**)"
         )
     if AUTHORS in summaries:
         authors = by_seed(summaries[AUTHORS], "tracking_error")
