@@ -106,8 +106,8 @@ def confirmations(runs: Path) -> tuple[Experiment, ...]:
 
 def goal_lines(cell: Cell, summaries: dict[str, list[dict]], confirmed: dict[str, list[dict]]) -> list[str]:
     """The goals of ``gains: auto`` in one cell, each met, not met or not distinguishable: the 1.5x
-    goal over the confirmation's seeds (``confirmed``; a one-seed cell has none), the others
-    over the sweep's (``summaries``)."""
+    goal over the confirmation's seeds (``confirmed``; a one-seed cell has none), judged once they
+    have all finished (before that its numbers are interim), the others over the sweep's (``summaries``)."""
     if AUTO not in summaries:
         return []
     auto = by_seed(summaries[AUTO], "tracking_error")
@@ -127,6 +127,8 @@ def goal_lines(cell: Cell, summaries: dict[str, list[dict]], confirmed: dict[str
         scaled = {seed: WITHIN * e for seed, e in errors[best].items()}
         difference, verdict = paired(errors[AUTO], scaled)
         outcome = {"lower": "met", "higher": "not met"}.get(verdict, "not distinguishable")
+        if 1 < len(seeds) < CONFIRM_SEEDS:  # judged once, on every seed planned: no verdict from a peek
+            outcome = f"interim: {len(seeds)} of {CONFIRM_SEEDS} seeds, not judged yet"
         lines.append(
             f"within {WITHIN}× of the best fixed gains (`{best}`, on these seeds auto {means[0]:.1%}, best "
             f"{means[1]:.1%}, ratio {means[0] / means[1]:.2f}): auto − {WITHIN} × best {difference} (**{outcome}**)"
