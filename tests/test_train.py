@@ -344,6 +344,22 @@ def test_embedded_tokenizer_keeps_spaces_when_reloaded():
     assert tokenizer.decode(tokenizer("12 3").input_ids, skip_special_tokens=True) == "12 3"
 
 
+def test_the_warm_start_runs_on_one_thread_whatever_the_runs_count(tmp_path, monkeypatch):
+    """The thread count changes float rounding: the cached warm start must not depend on which run built it."""
+    import entropic_rl.models.embedded as embedded
+
+    threads = []
+    monkeypatch.setattr(embedded, "warm_start", lambda *args: threads.append(torch.get_num_threads()) or {})
+    monkeypatch.setenv("ENTROPIC_RL_CACHE", str(tmp_path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embedded.warm_started_default(load_config(overrides=TINY).model, "arithmetic", 1)
+        assert threads == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def tiny_llama(tokenizer):
     """A 2-layer Llama for the tokenizer, seeded: any local Hugging Face causal LM."""
     return seeded_llama(tokenizer, hidden=32, intermediate=64, layers=2, heads=2, kv_heads=1)

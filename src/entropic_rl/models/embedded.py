@@ -2,8 +2,9 @@
 tokenizer built with ``tokenizers``, warm-started on the configured synthetic task (``warm_start``)
 until its sampled accuracy on held-out prompts reaches ``model.warm_start_accuracy``, so that RL
 starts at a moderate accuracy. The warm start is seeded (its own seed, whatever the run's),
-deterministic on CPU, and cached (``cache_dir()``), written to a temporary folder and renamed
-when complete.
+deterministic on CPU (on one thread, whatever the run's: the thread count changes the float
+rounding, so it would otherwise fix the cached bits by whichever run built them first), and cached
+(``cache_dir()``), written to a temporary folder and renamed when complete.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from entropic_rl.models.warm_start import warm_start
 from entropic_rl.tasks import ArithmeticTask, CountdownTask, WorkedAdditionTask
 from entropic_rl.util.files import folder_written_atomically
 
-EMBEDDED_VERSION = 3  # bump when the embedded model or its warm start changes: invalidates caches
+EMBEDDED_VERSION = 4  # bump when the embedded model or its warm start changes: invalidates caches
 CHARACTERS = "0123456789+-*/()=: "
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>")
 WARM_START_SEED = 0  # the warm start's own seed, whatever the run's
@@ -106,17 +107,22 @@ def warm_started_default(model_cfg: ModelConfig, task_name: str, difficulty: int
     if (folder / "config.json").is_file():
         return folder
     tokenizer = char_tokenizer(getattr(task_class, "characters", ""))
-    with torch.random.fork_rng():
-        torch.manual_seed(WARM_START_SEED)
-        model = embedded_model(tokenizer)
-        record = warm_start(
-            model,
-            tokenizer,
-            task,
-            held_out.examples(0, WARM_START_EVAL_PROMPTS),
-            model_cfg.warm_start_steps,
-            model_cfg.warm_start_accuracy,
-        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(WARM_START_SEED)
+            model = embedded_model(tokenizer)
+            record = warm_start(
+                model,
+                tokenizer,
+                task,
+                held_out.examples(0, WARM_START_EVAL_PROMPTS),
+                model_cfg.warm_start_steps,
+                model_cfg.warm_start_accuracy,
+            )
+    finally:
+        torch.set_num_threads(threads)
     with folder_written_atomically(folder) as tmp:  # another process may finish first: its copy is kept
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
