@@ -40,7 +40,7 @@ import torch
 import transformers
 import trl
 from datasets import Dataset
-from transformers import PrinterCallback
+from transformers import PrinterCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
 from trl import GRPOConfig, GRPOTrainer
 
@@ -122,11 +122,35 @@ def ours(workload: Workload, folder: Path, method: str, steps: int, out_dir: Pat
     ]
 
 
+def synchronized_clock() -> float:
+    """``time.perf_counter()`` once the GPU's queued work, if any, has finished."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+class StepClock(TrainerCallback):
+    """Times each of a ``Trainer``'s steps, from ``on_step_begin`` to ``on_step_end``: generation,
+    forward, backward and the optimizer step. (TRL's own ``step_time`` stops before the optimizer
+    step and does not synchronise the GPU.)"""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs) -> None:
+        self._start = synchronized_clock()
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.times.append(synchronized_clock() - self._start)
+
+
 def theirs(
     workload: Workload, folder: Path, trainer_class, config_class, steps: int, out_dir: Path, extra: tuple = ()
 ) -> list[dict]:
-    """Per-step rollout, update and step times of TRL's trainer: TRL's own ``step_time``, and the
-    time of its generation (``_generate_and_score_completions``) measured around it."""
+    """Per-step rollout, update and step times of TRL's trainer: the step from the trainer's
+    ``on_step_begin`` to its ``on_step_end`` (optimizer step included, the GPU synchronised at both
+    ends), and the time of its generation (``_generate_and_score_completions``) measured inside it."""
     if workload.task == "arithmetic":
         examples = ArithmeticTask(digits=2, seed=0).examples(0, 10_000)
         rows = [{"prompt": e.prompt, "answer": e.answer} for e in examples]
@@ -167,14 +191,16 @@ def theirs(
     rollouts, generate = [], trainer._generate_and_score_completions
 
     def timed(*a, **k):
-        start = time.perf_counter()
+        start = synchronized_clock()
         out = generate(*a, **k)
-        rollouts.append(time.perf_counter() - start)
+        rollouts.append(synchronized_clock() - start)
         return out
 
     trainer._generate_and_score_completions = timed
+    step_clock = StepClock()
+    trainer.add_callback(step_clock)
     trainer.train()
-    steps_seen = [entry["step_time"] for entry in trainer.state.log_history if "step_time" in entry]
+    steps_seen = step_clock.times
     return [{"rollout": r, "update": s - r, "step": s} for r, s in zip(rollouts, steps_seen, strict=True)]
 
 
