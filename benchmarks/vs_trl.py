@@ -200,8 +200,7 @@ def theirs(
     step_clock = StepClock()
     trainer.add_callback(step_clock)
     trainer.train()
-    steps_seen = step_clock.times
-    return [{"rollout": r, "update": s - r, "step": s} for r, s in zip(rollouts, steps_seen, strict=True)]
+    return [{"rollout": r, "update": s - r, "step": s} for r, s in zip(rollouts, step_clock.times, strict=True)]
 
 
 STATIC, BF16 = "rollout.cache=static", "model.autocast=bfloat16"
