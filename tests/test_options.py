@@ -9,14 +9,35 @@ from entropic_rl.trainer.config import Config, load_config
 from entropic_rl.util.options import ConfigError, build, describe, merge, parse_overrides
 
 
-def test_the_method_defaults_are_the_authors_everywhere_and_the_preset_is_visible():
-    authors = (0.1, 1.0, 0.01, 0.95)
+def control(method) -> tuple:
+    return method.gains, method.kp, method.ki, method.target_entropy, method.threshold
+
+
+def test_the_method_defaults_are_the_authors_target_and_gains_auto_everywhere_and_the_preset_is_visible():
     for config in (EntroPICConfig(), Config().method, load_config().method):
-        assert (config.target_entropy, config.kp, config.ki, config.threshold) == authors
+        assert control(config) == ("auto", None, None, 0.1, 0.95)  # the authors' target and threshold
     trail = []
-    preset = load_config("embedded", trail=trail).method
-    assert (preset.target_entropy, preset.kp, preset.ki, preset.threshold) == (0.3, 10.0, 0.1, 0.8)
+    assert control(load_config("embedded", trail=trail).method) == ("auto", None, None, 0.3, 0.8)
     assert trail[0].startswith("preset embedded (") and trail[0].endswith("presets/embedded.yaml)")
+
+
+def test_a_fixed_gain_given_chooses_fixed_gains_and_the_other_is_the_authors():
+    for override, gains in (("kp=10", (10.0, 0.01)), ("ki=0", (1.0, 0.0)), ("gains=fixed", (1.0, 0.01))):
+        assert control(load_config(overrides=[f"method.{override}"]).method)[:3] == ("fixed", *gains)
+    with pytest.raises(ConfigError, match=r"method\.gains must be one of \('fixed', 'auto'\), got 'manual'"):
+        load_config(overrides=["method.gains=manual"])
+
+
+def test_an_explicit_gains_auto_over_a_file_with_fixed_gains_leaves_them_unused_and_says_so(tmp_path, caplog):
+    from entropic_rl.methods import EntroPIC
+
+    (tmp_path / "fixed.yaml").write_text("method:\n  name: entropic\n  kp: 5.0\n  target_entropy: 0.3\n")
+    config = load_config(tmp_path / "fixed.yaml", ["method.gains=auto"]).method
+    assert (config.gains, config.kp, config.ki) == ("auto", 5.0, None)  # as given: the run's config.yaml shows it
+    with caplog.at_level("WARNING"):
+        controller = EntroPIC(config).controller
+    assert (controller.gains, controller.kp, controller.ki) == ("auto", None, None)
+    assert "method.kp (5.0) and method.ki (None) are not used" in caplog.text
 
 
 def test_a_section_given_a_value_means_its_name_or_says_what_to_type():
@@ -62,7 +83,7 @@ def test_a_file_builds_on_its_base_and_errors_name_the_file(tmp_path):
     (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain:\n  steps: 7\n")
     trail = []
     config = load_config(tmp_path / "child.yaml", trail=trail)
-    assert (config.method.kp, config.rollout.group_size, config.train.steps) == (10.0, 4, 7)
+    assert (config.method.threshold, config.rollout.group_size, config.train.steps) == (0.8, 4, 7)
     assert trail[0].startswith("preset embedded") and trail[1:] == [
         str(tmp_path / n) for n in ("parent.yaml", "child.yaml")
     ]
@@ -78,7 +99,8 @@ def test_a_file_builds_on_its_base_and_errors_name_the_file(tmp_path):
 
 def test_help_lists_every_field_with_its_default_and_meaning():
     lines = "\n".join(describe(Config))
-    assert "method.kp = 1.0  (float) proportional gain K_p" in lines
+    assert "method.gains = auto  (str or null) auto: the gain tunes itself to the run" in lines
+    assert "method.kp = null  (float or null) fixed gains' proportional gain K_p" in lines
     assert "rollout.group_size = 8  (int) samples per prompt" in lines
     assert all(line.count("(") >= 1 for line in describe(EvalCommand))
 

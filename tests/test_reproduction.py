@@ -162,7 +162,7 @@ def test_a_run_of_the_other_suite_with_the_same_resolved_configuration_is_copied
     monkeypatch.setattr(reproduction, "compare", lambda *args: None)
     monkeypatch.chdir(Path(__file__).parents[1])
     paper, gains = tmp_path / "paper", tmp_path / "gains"
-    fake_run(paper / "a-default" / "entropic-seed1", [0.3] * 300, 0.3, 0.5, 0.9)  # the preset's gains: K_p 10, K_i 0.1
+    fake_run(paper / "a-default" / "entropic-seed1", [0.3] * 300, 0.3, 0.5, 0.9)  # fixed gains K_p 10, K_i 0.1 (FIXED)
     fake_run(paper / "a-default" / "entropic-seed2", [0.3] * 200, 0.3, 0.5, 0.9)  # not trained to its end
     fake_run(paper / "f-baselines" / "entropic-seed0", [0.3] * 300, 0.3, 0.5, 0.9)
     (paper / "f-baselines" / "entropic-seed0" / "heldout.json").write_text('{"arithmetic": {"avg@4": 0.5}}')
@@ -308,9 +308,13 @@ def test_paired_differences_pair_runs_by_seed_number_not_position():
     assert text == "+0.50 ± 0.00 nats over 2 seed(s)" and verdict == "higher"  # 1.0 - 0.5 and 3.0 - 2.5
 
 
-def test_the_reference_loss_is_compared_at_the_presets_method_settings():
+def test_the_reference_loss_is_compared_at_the_presets_method_settings_and_entropics_gains():
     preset = yaml.safe_load((Path(reproduction.__file__).parent / "presets" / "embedded.yaml").read_text())["method"]
+    gains = dict(o.removeprefix("method.").split("=") for o in reproduction.FIXED)
     fields = dict(field.split("=") for field in reproduction.PRESET.split(":"))
-    assert {k: float(v) for k, v in fields.items()} == {k: v for k, v in preset.items() if k != "name"}
+    assert {k: float(v) for k, v in fields.items()} == {
+        **{k: v for k, v in preset.items() if k != "name"},
+        **{k: float(v) for k, v in gains.items()},
+    }
     (e,) = [e for e in EXPERIMENTS if e.key == "e-reference"]
     assert f"entropic-reference:{reproduction.PRESET}" in e.methods

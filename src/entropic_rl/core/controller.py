@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "relative")
 GAINS = ("fixed", "auto")
+AUTHORS_GAINS = (1.0, 0.01)  # K_p, K_i of the authors' runs: fixed gains where kp or ki is not given
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,13 @@ class PIController:
 
     Args:
         target_entropy: the constant target H_tar (nats); give this or ``schedule``.
-        kp, ki: proportional and integral gains (>= 0). ``ki = 0`` is P control.
+        kp, ki: fixed proportional and integral gains (>= 0); ``ki = 0`` is P control. Giving
+            either chooses fixed gains; the one not given is the authors' (K_p 1, K_i 0.01).
         alpha_min, alpha_max: bounds on alpha.
         anti_windup: skip integrating an error that would push a saturated alpha further out.
         schedule: a ``TargetSchedule`` (or a dict of its fields) instead of ``target_entropy``.
-        gains: ``fixed`` (``kp``, ``ki``) or ``auto`` (the gain adapts, ``kp`` and ``ki`` unused).
+        gains: ``auto`` (the gain adapts; ``kp`` and ``ki`` must not be given) or ``fixed``
+            (``kp``, ``ki``). Unset: fixed where ``kp`` or ``ki`` is given, else auto.
         authority_window: windows alpha may stay pinned at a bound with the error pushing it out
             before ``no_authority`` is set (0: never).
 
@@ -123,21 +126,21 @@ class PIController:
     def __init__(
         self,
         target_entropy: float | None = None,
-        kp: float = 1.0,
-        ki: float = 0.01,
+        kp: float | None = None,
+        ki: float | None = None,
         alpha_min: float = -1.0,
         alpha_max: float = 1.0,
         anti_windup: bool = True,
         schedule: TargetSchedule | dict | None = None,
-        gains: str = "fixed",
+        gains: str | None = None,
         authority_window: int = 20,
         auto: AutoGains = AutoGains(),
     ) -> None:
-        self.schedule, self.kp, self.ki, self.alpha_min, self.alpha_max = check_settings(
+        self.schedule, self.gains, self.kp, self.ki, self.alpha_min, self.alpha_max = check_settings(
             target_entropy, kp, ki, alpha_min, alpha_max, schedule, gains, authority_window
         )
         self.anti_windup = bool(anti_windup)
-        self.gains, self.authority_window, self.auto = gains, int(authority_window), auto
+        self.authority_window, self.auto = int(authority_window), auto
         self.kappa = auto.kappa0  # auto: the relative gain
         self.signs: list[float] = []  # auto: sgn(e) of the last max(lags) windows, oldest first
         self.bounds: list[float] = []  # auto: +1 / -1 where alpha was at alpha_max / alpha_min, else 0, same windows
@@ -311,21 +314,34 @@ class PIController:
         self.alpha = min(max(self.alpha, self.alpha_min), self.alpha_max)
 
 
+def resolve_gains(gains: str | None, kp: float | None, ki: float | None) -> tuple[str, float | None, float | None]:
+    """``(gains, kp, ki)`` with what was left unset filled in: gains are fixed where ``kp`` or ``ki``
+    is given, else auto; fixed gains not given are the authors' (K_p 1, K_i 0.01); auto takes neither."""
+    if gains is None:
+        gains = "auto" if kp is None and ki is None else "fixed"
+    if gains not in GAINS:
+        raise ValueError(f"gains must be one of {GAINS}, got {gains!r}")
+    if gains == "auto":
+        if kp is not None or ki is not None:
+            raise ValueError(f"{'kp' if kp is not None else 'ki'}: fixed gains are not used with gains auto")
+        return gains, None, None
+    return gains, AUTHORS_GAINS[0] if kp is None else kp, AUTHORS_GAINS[1] if ki is None else ki
+
+
 def check_settings(
     target_entropy: float | None,
-    kp: float,
-    ki: float,
+    kp: float | None,
+    ki: float | None,
     alpha_min: float,
     alpha_max: float,
     schedule: TargetSchedule | dict | None,
-    gains: str = "fixed",
+    gains: str | None = None,
     authority_window: int = 20,
-) -> tuple[TargetSchedule, float, float, float, float]:
-    """The controller's settings checked, as ``(schedule, kp, ki, alpha_min, alpha_max)``; a
-    ``ValueError`` names the parameter. A config that holds these settings checks them with this
-    function, without building a controller."""
-    if gains not in GAINS:
-        raise ValueError(f"gains must be one of {GAINS}, got {gains!r}")
+) -> tuple[TargetSchedule, str, float | None, float | None, float, float]:
+    """The controller's settings checked and resolved (``resolve_gains``), as ``(schedule, gains,
+    kp, ki, alpha_min, alpha_max)``; a ``ValueError`` names the parameter. A config that holds these
+    settings checks them with this function, without building a controller."""
+    gains, kp, ki = resolve_gains(gains, kp, ki)
     if isinstance(authority_window, bool) or not isinstance(authority_window, int) or authority_window < 0:
         raise ValueError(f"authority_window must be a whole number >= 0, got {authority_window!r}")
     if (target_entropy is None) == (schedule is None):
@@ -343,7 +359,9 @@ def check_settings(
     alpha_min, alpha_max = _number("alpha_min", alpha_min), _number("alpha_max", alpha_max)
     if not alpha_min < alpha_max:
         raise ValueError(f"alpha_min must be < alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
-    return schedule, _non_negative("kp", kp), _non_negative("ki", ki), alpha_min, alpha_max
+    if gains == "auto":
+        return schedule, gains, None, None, alpha_min, alpha_max
+    return schedule, gains, _non_negative("kp", kp), _non_negative("ki", ki), alpha_min, alpha_max
 
 
 def _number(name: str, value) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from entropic_rl.core import PIController, confident_mask, entropic_weights, policy_loss, reference_aggregate
-from entropic_rl.core.controller import check_settings
+from entropic_rl.core.controller import AUTHORS_GAINS, check_settings, resolve_gains
 from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window, loss_metrics
 from entropic_rl.util.options import option
@@ -33,8 +33,6 @@ class EntroPICControl(MethodConfig):
     """The fields of both flavours."""
 
     target_entropy: float | None = option(0.1, "target entropy H_tar in nats; null when a schedule is given")
-    kp: float = option(1.0, "proportional gain K_p")
-    ki: float = option(0.01, "integral gain K_i; 0: P control")
     threshold: float = option(0.95, "confident tokens: probability under the current policy above this (tau)")
 
     def __post_init__(self) -> None:
@@ -45,6 +43,15 @@ class EntroPICControl(MethodConfig):
 @dataclass
 class EntroPICConfig(EntroPICControl):
     name: str = option("entropic", "the entropy-control method (each method's fields are listed)")
+    gains: str | None = option(
+        None,
+        "auto: the gain tunes itself to the run (docs/control.md); fixed: kp and ki. "
+        "Unset: fixed where kp or ki is given, else auto",
+    )
+    kp: float | None = option(None, "fixed gains' proportional gain K_p (unset under fixed gains: the authors' 1)")
+    ki: float | None = option(
+        None, "fixed gains' integral gain K_i; 0: P control (unset under fixed gains: the authors' 0.01)"
+    )
     schedule: dict | None = option(
         None,
         "a target schedule instead of target_entropy, e.g. {kind: linear, start: 0.5, end: 0.1, steps: 100} "
@@ -53,9 +60,6 @@ class EntroPICConfig(EntroPICControl):
     alpha_min: float = option(-1.0, "lower bound of alpha")
     alpha_max: float = option(1.0, "upper bound of alpha")
     anti_windup: bool = option(True, "do not integrate an error that pushes a saturated alpha further out")
-    gains: str = option(
-        "fixed", "fixed: kp and ki as given; auto: the gain tunes itself to the run (kp, ki unused; docs/control.md)"
-    )
     authority_window: int = option(
         20, "optimizer steps alpha may stay pinned with the error persisting before a warning; 0: never"
     )
@@ -67,10 +71,15 @@ class EntroPICConfig(EntroPICControl):
         super().__post_init__()
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        # an explicit gains auto leaves kp and ki alone: a configuration below it may have set them
+        # (e.g. a YAML file under `method.gains=auto`); they are not used, and the method says so
+        if self.gains != "auto":
+            self.gains, self.kp, self.ki = resolve_gains(self.gains, self.kp, self.ki)
+        fixed = self.gains == "fixed"
         check_settings(
             self.target_entropy,
-            self.kp,
-            self.ki,
+            self.kp if fixed else None,
+            self.ki if fixed else None,
             self.alpha_min,
             self.alpha_max,
             self.schedule,
@@ -93,6 +102,8 @@ class EntroPICConfig(EntroPICControl):
 @dataclass
 class EntroPICReferenceConfig(EntroPICControl):
     name: str = option("entropic-reference", "the authors' flavour")
+    kp: float = option(AUTHORS_GAINS[0], "proportional gain K_p")
+    ki: float = option(AUTHORS_GAINS[1], "integral gain K_i; 0: P control")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,10 +139,18 @@ class EntroPIC(Method):
 
     def _controller(self) -> PIController:
         c = self.config
+        fixed = c.gains == "fixed"
+        if not fixed and (c.kp, c.ki) != (None, None):
+            logger.warning(
+                "entropic: gains auto tunes its own gain; method.kp (%s) and method.ki (%s) are not used "
+                "(leave gains unset or set it to fixed to use them)",
+                c.kp,
+                c.ki,
+            )
         return PIController(
             c.target_entropy,
-            kp=c.kp,
-            ki=c.ki,
+            kp=c.kp if fixed else None,
+            ki=c.ki if fixed else None,
             alpha_min=c.alpha_min,
             alpha_max=c.alpha_max,
             anti_windup=c.anti_windup,
