@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from entropic_rl.cli import main
 from entropic_rl.trainer import gains_matrix, reproduction
 from entropic_rl.trainer.reproduction import EXPERIMENTS, report
+from entropic_rl.util.files import held_by_this_process
 
 
 def fake_run(
@@ -340,3 +342,30 @@ def test_gains_matrix_verdict_waits_for_every_cell_and_then_says_met(tmp_path, m
     monkeypatch.setattr(gains_matrix, "CELLS", (default,))
     text = gains_matrix.report(runs, tmp_path / "g.md", tmp_path / "fig")
     assert "**Met in every cell: the condition for `gains: auto` to be the default holds.**" in text
+
+
+def test_a_second_lane_waits_for_the_run_the_first_trains_then_goes_on(tmp_path, monkeypatch, capsys):
+    # Two `entropic reproduce` on one folder: the one that finds the rest of a sweep held by the other
+    # waits for it (the confirmation and the report depend on it) instead of ending early.
+    calls = []
+    monkeypatch.setattr(reproduction, "compare", lambda *args: calls.append(args))
+    monkeypatch.chdir(Path(__file__).parents[1])
+    runs = tmp_path / "runs"
+    held = runs / "default" / f"{gains_matrix.AUTO}-seed2"
+    release, holding = threading.Event(), threading.Event()
+
+    def other_lane():
+        with held_by_this_process(held):
+            holding.set()
+            release.wait()
+
+    lane = threading.Thread(target=other_lane)
+    lane.start()
+    holding.wait()
+    threading.Timer(0.5, release.set).start()
+    args = ["reproduce", "--suite", "gains", "--only", "default", "--runs", str(runs)]
+    assert main([*args, "--doc", str(tmp_path / "g.md"), "--figures", str(tmp_path / "fig")]) == 0
+    lane.join()
+    assert f"{held}: waiting for the process training it" in capsys.readouterr().err
+    assert [out.name for *_, out, _ in calls] == ["default", "default"]  # once more after the wait
+    assert reproduction.held_elsewhere(runs, gains_matrix.EXPERIMENTS) is None

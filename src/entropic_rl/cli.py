@@ -72,6 +72,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from entropic_rl.trainer import gains_matrix, reproduction
     from entropic_rl.trainer.loop import RunStopped
+    from entropic_rl.util.files import wait_until_released
 
     _quiet_transformers()
     suite = {"paper": reproduction, "gains": gains_matrix}[args.suite]
@@ -88,9 +89,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             # the other suite's finished runs, unless --runs points this one elsewhere (e.g. to start afresh)
             others = [(Path(s.PATHS[0]), s.EXPERIMENTS) for s in (reproduction, gains_matrix) if s is not suite]
             others = others if runs == Path(suite.PATHS[0]) else []
-            reproduction.run_experiments(runs, suite.EXPERIMENTS, keys, others)
-            if suite is gains_matrix:  # then auto and each cell's best fixed gains on more seeds
-                reproduction.run_experiments(runs, gains_matrix.confirmations(runs), keys)
+            while True:
+                reproduction.run_experiments(runs, suite.EXPERIMENTS, keys, others)
+                # then auto and each cell's best fixed gains on more seeds (chosen once a cell's sweep is done)
+                confirmations = gains_matrix.confirmations(runs) if suite is gains_matrix else ()
+                reproduction.run_experiments(runs, confirmations, keys)
+                # a run another process trains (two at once on one folder): wait for it, then go on, since
+                # what comes after it (a cell's confirmation, the report) depends on it
+                chosen = tuple(e for e in (*suite.EXPERIMENTS, *confirmations) if e.key in keys)
+                held = reproduction.held_elsewhere(runs, chosen)
+                if held is None:
+                    break
+                print(f"{held}: waiting for the process training it", file=sys.stderr)
+                wait_until_released(held)
         except RunStopped as exc:
             return _error(exc, RUN_STOPPED)
     suite.report(runs, doc, figures)

@@ -32,7 +32,7 @@ from entropic_rl.trainer.compare import (
 )
 from entropic_rl.trainer.config import load_config
 from entropic_rl.trainer.logger import read_metrics
-from entropic_rl.util.files import folder_written_atomically
+from entropic_rl.util.files import folder_written_atomically, held_by_this_process
 
 EVAL_N = 8  # the paper's N for MATH-sized sets, at T 0.6 and top-p 0.95 (compare's defaults)
 PATHS = ("runs/reproduction", "docs/reproduction.md", "docs/figures/reproduction")  # runs, report, figures
@@ -422,6 +422,19 @@ def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[
             runs / experiment.key,
             EVAL_N,
         )
+
+
+def held_elsewhere(runs: Path, experiments: tuple[Experiment, ...]) -> Path | None:
+    """The first unfinished run of ``experiments`` that another process is training, if any."""
+    for experiment in experiments:
+        for method in experiment.methods:
+            for seed in range(experiment.seeds):
+                run_dir = runs / experiment.key / f"{method}-seed{seed}"
+                if (run_dir / ".lock").is_file() and not (run_dir / "heldout.json").is_file():
+                    with held_by_this_process(run_dir) as held:
+                        if not held:
+                            return run_dir
+    return None
 
 
 def resolved(experiment: Experiment, method: str, seed: int) -> dict:

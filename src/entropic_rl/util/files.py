@@ -55,3 +55,9 @@ def held_by_this_process(folder: Path) -> Iterator[bool]:
             yield False
             return
         yield True  # closing the file releases the lock
+
+
+def wait_until_released(folder: Path) -> None:
+    """Block until no other process holds ``folder``'s lock (``held_by_this_process``)."""
+    with open(Path(folder) / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # and released at once, when the file closes
