@@ -75,17 +75,20 @@ class EntroPICConfig(EntroPICControl):
         # (e.g. a YAML file under `method.gains=auto`); they are not used, and the method says so
         if self.gains != "auto":
             self.gains, self.kp, self.ki = resolve_gains(self.gains, self.kp, self.ki)
-        fixed = self.gains == "fixed"
         check_settings(
             self.target_entropy,
-            self.kp if fixed else None,
-            self.ki if fixed else None,
+            *self.controller_gains,
             self.alpha_min,
             self.alpha_max,
             self.schedule,
             self.gains,
             self.authority_window,
         )
+
+    @property
+    def controller_gains(self) -> tuple[float | None, float | None]:
+        """``(kp, ki)`` as the controller takes them: none under gains auto."""
+        return (self.kp, self.ki) if self.gains == "fixed" else (None, None)
 
     def check_advantage_weights(self) -> None:
         # Weights 1 + alpha*sign(A)*C stay in [0, 2] only for alpha in [-1, 1]; a negative weight
@@ -139,8 +142,7 @@ class EntroPIC(Method):
 
     def _controller(self) -> PIController:
         c = self.config
-        fixed = c.gains == "fixed"
-        if not fixed and (c.kp, c.ki) != (None, None):
+        if c.gains == "auto" and (c.kp, c.ki) != (None, None):
             logger.warning(
                 "entropic: gains auto tunes its own gain; method.kp (%s) and method.ki (%s) are not used "
                 "(leave gains unset or set it to fixed to use them)",
@@ -149,8 +151,7 @@ class EntroPIC(Method):
             )
         return PIController(
             c.target_entropy,
-            kp=c.kp if fixed else None,
-            ki=c.ki if fixed else None,
+            *c.controller_gains,
             alpha_min=c.alpha_min,
             alpha_max=c.alpha_max,
             anti_windup=c.anti_windup,

@@ -190,9 +190,9 @@ def report(runs: Path, doc: Path, figures: Path) -> str:
         lines, summaries, complete = section(runs, cell.experiment, doc, figures)
         sections += lines
         overview.append(summary_row(cell, summaries))
-        confirm = confirmation(cell, summaries) if summaries else None
+        confirm = confirmation(cell, summaries)
         confirmed = summarize_methods(finished(runs, confirm))[0] if confirm else {}
-        lines = goal_lines(cell, summaries, confirmed) if summaries else []
+        lines = goal_lines(cell, summaries, confirmed)
         if any(not ("(**met**)" in line or "nothing to beat" in line or "not judged" in line) for line in lines):
             missed.append(cell.key)
         elif not complete or not lines or any("not judged" in line for line in lines):
