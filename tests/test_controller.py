@@ -55,7 +55,7 @@ def test_non_finite_entropy_is_skipped_and_counted():
 
 
 def test_skipped_windows_still_advance_the_schedule():
-    c = PIController(schedule={"kind": "linear", "start": 1.0, "end": 0.0, "steps": 4}, gains="fixed")
+    c = PIController(schedule={"kind": "linear", "start": 1.0, "end": 0.0, "steps": 4})
     for entropy in (0.5, float("nan"), float("nan"), 0.5):
         c.update(entropy)
     assert c.metrics()["target"] == pytest.approx(0.25)  # the 4th optimizer step's target
@@ -154,7 +154,7 @@ def test_schedules():
 
 
 def test_schedule_advances_once_per_optimizer_step():
-    c = PIController(schedule=TargetSchedule("linear", start=1.0, end=0.0, steps=10), gains="fixed")
+    c = PIController(schedule=TargetSchedule("linear", start=1.0, end=0.0, steps=10))
     for _ in range(4):
         c.update(0.5, weight=0.25)  # one optimizer step in four windows
     assert c.target == pytest.approx(0.9)
@@ -370,19 +370,19 @@ def test_auto_state_dict_resumes_exactly():
 
 def test_fixed_and_auto_states_do_not_mix():
     with pytest.raises(ValueError, match="saved with gains 'fixed'"):
-        auto().load_state_dict(PIController(target_entropy=1.0, gains="fixed").state_dict())
-    state = PIController(target_entropy=1.0, gains="fixed").state_dict()
+        auto().load_state_dict(PIController(target_entropy=1.0).state_dict())
+    state = PIController(target_entropy=1.0).state_dict()
     for name in ("gains", "pinned"):  # written before auto gains: a fixed-gain state
         del state[name]
-    PIController(target_entropy=1.0, gains="fixed").load_state_dict(state)
+    PIController(target_entropy=1.0).load_state_dict(state)
 
 
-def test_gains_are_auto_unless_a_fixed_gain_is_given_and_a_missing_one_is_the_authors():
+def test_gains_are_fixed_unless_auto_is_asked_for_and_a_missing_one_is_the_authors():
     for kwargs, gains in (
-        ({}, ("auto", None, None)),
+        ({}, ("fixed", 1.0, 0.01)),
         ({"kp": 10.0}, ("fixed", 10.0, 0.01)),
         ({"ki": 0.0}, ("fixed", 1.0, 0.0)),
-        ({"gains": "fixed"}, ("fixed", 1.0, 0.01)),
+        ({"gains": "auto"}, ("auto", None, None)),
     ):
         c = PIController(1.0, **kwargs)
         assert (c.gains, c.kp, c.ki) == gains

@@ -13,17 +13,18 @@ def control(method) -> tuple:
     return method.gains, method.kp, method.ki, method.target_entropy, method.threshold
 
 
-def test_the_method_defaults_are_the_authors_target_and_gains_auto_everywhere_and_the_preset_is_visible():
+def test_the_method_defaults_are_the_authors_everywhere_and_the_preset_is_visible():
     for config in (EntroPICConfig(), Config().method, load_config().method):
-        assert control(config) == ("auto", None, None, 0.1, 0.95)  # the authors' target and threshold
+        assert control(config) == ("fixed", 1.0, 0.01, 0.1, 0.95)  # the authors' gains, target and threshold
     trail = []
-    assert control(load_config("embedded", trail=trail).method) == ("auto", None, None, 0.3, 0.8)
+    assert control(load_config("embedded", trail=trail).method) == ("fixed", 10.0, 0.1, 0.3, 0.8)
     assert trail[0].startswith("preset embedded (") and trail[0].endswith("presets/embedded.yaml)")
 
 
-def test_a_fixed_gain_given_chooses_fixed_gains_and_the_other_is_the_authors():
-    for override, gains in (("kp=10", (10.0, 0.01)), ("ki=0", (1.0, 0.0)), ("gains=fixed", (1.0, 0.01))):
-        assert control(load_config(overrides=[f"method.{override}"]).method)[:3] == ("fixed", *gains)
+def test_gains_auto_is_chosen_by_name_and_a_fixed_gain_not_given_is_the_authors():
+    assert control(EntroPICConfig(gains="auto"))[:3] == ("auto", None, None)
+    assert control(EntroPICConfig(kp=10.0))[:3] == ("fixed", 10.0, 0.01)
+    assert control(EntroPICConfig(ki=0.0))[:3] == ("fixed", 1.0, 0.0)
     with pytest.raises(ConfigError, match=r"method\.gains must be one of \('fixed', 'auto'\), got 'manual'"):
         load_config(overrides=["method.gains=manual"])
 
@@ -99,8 +100,8 @@ def test_a_file_builds_on_its_base_and_errors_name_the_file(tmp_path):
 
 def test_help_lists_every_field_with_its_default_and_meaning():
     lines = "\n".join(describe(Config))
-    assert "method.gains = auto  (str or null) auto: the gain tunes itself to the run" in lines
-    assert "method.kp = null  (float or null) fixed gains' proportional gain K_p" in lines
+    assert "method.gains = fixed  (str) fixed: kp and ki; auto: the gain tunes itself to the run" in lines
+    assert "method.kp = 1.0  (float or null) proportional gain K_p (fixed gains; unset: the authors' 1)" in lines
     assert "rollout.group_size = 8  (int) samples per prompt" in lines
     assert all(line.count("(") >= 1 for line in describe(EvalCommand))
 

@@ -287,9 +287,9 @@ def test_cli_train_and_plot(tmp_path, capsys):
     assert main(["train", *TINY, "train.steps=2", f"log.out_dir={out}"]) == 0
     printed = capsys.readouterr().out
     assert "config: preset embedded (" in printed  # the embedded model's method values, loaded visibly
-    assert "method: entropic (target_entropy=0.3, threshold=0.8, gains=auto, kp=None, ki=None" in printed
+    assert "method: entropic (target_entropy=0.3, threshold=0.8, gains=fixed, kp=10.0, ki=0.1, alpha_min" in printed
     assert (out / "config.yaml").read_text().startswith("# from: preset embedded (")
-    assert load_config(out / "config.yaml").method.gains == "auto"
+    assert load_config(out / "config.yaml").method.kp == 10.0
     assert main(["plot", str(out), str(out), "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10_000
     assert "figure:" in capsys.readouterr().out
@@ -446,7 +446,7 @@ def test_non_finite_logits_are_noted_without_stopping_the_sampler():
 
 
 def test_auto_gains_train_and_log_kappa(tmp_path):
-    run_dir, _ = run(tmp_path, "train.steps=2", "method.target_entropy=0.5")  # gains auto: the default
+    run_dir, _ = run(tmp_path, "train.steps=2", "method.gains=auto", "method.target_entropy=0.5")
     records = metrics(run_dir)
     assert [r["entropic/kappa"] for r in records] == [3.0, 3.0]  # no adaptation before 20 windows
     assert all("entropic/adapt" in r and "entropic/pinned" in r for r in records)

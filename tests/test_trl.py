@@ -235,17 +235,18 @@ def test_the_fields_and_their_help_come_from_the_method_declaration():
         if field.name != "name":
             derived = ours[f"entropic_{field.name}"]
             assert (derived.default, derived.metadata["help"]) == (field.default, field.metadata["help"])
-    assert (ours["entropic_target_entropy"].default, ours["entropic_gains"].default) == (0.1, None)  # None: auto
+    assert (ours["entropic_target_entropy"].default, ours["entropic_gains"].default) == (0.1, "fixed")
 
 
-def test_gains_are_auto_unless_a_fixed_gain_is_given(tmp_path):
+def test_gains_are_the_authors_fixed_ones_unless_told_otherwise(tmp_path):
     def gains(**fields):
         args = EntroPICGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **fields)
         method = args.method_config()
         return method.gains, method.kp, method.ki
 
-    assert gains() == ("auto", None, None)
+    assert gains() == ("fixed", 1.0, 0.01)
     assert gains(entropic_kp=10.0) == ("fixed", 10.0, 0.01)  # the one not given is the authors'
+    assert gains(entropic_gains="auto") == ("auto", None, None)
 
 
 def test_without_an_old_log_prob_pass_alpha_lags_one_step(tmp_path):

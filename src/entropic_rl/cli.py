@@ -31,7 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = load_config(args.config or DEFAULT_PRESET, args.overrides, trail)
         print("config: " + " + ".join(trail))
-        method = ", ".join(f"{name}={value}" for name, value in vars(config.method).items() if name != "name")
+        fields = {name: value for name, value in vars(config.method).items() if name != "name" and value is not None}
+        method = ", ".join(f"{name}={value}" for name, value in fields.items())
         print(f"method: {config.method.name}" + (f" ({method})" if method else ""))
         run_dir = train(config, resume=bool(args.resume), trail=trail)
     except RunStopped as exc:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 SCHEDULE_KINDS = ("constant", "linear", "cosine", "relative")
 GAINS = ("fixed", "auto")
-AUTHORS_GAINS = (1.0, 0.01)  # K_p, K_i of the authors' runs: fixed gains where kp or ki is not given
+AUTHORS_GAINS = (1.0, 0.01)  # K_p, K_i of the authors' runs: the fixed gains where kp or ki is not given
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,13 @@ class PIController:
 
     Args:
         target_entropy: the constant target H_tar (nats); give this or ``schedule``.
-        kp, ki: fixed proportional and integral gains (>= 0); ``ki = 0`` is P control. Giving
-            either chooses fixed gains; the one not given is the authors' (K_p 1, K_i 0.01).
+        kp, ki: fixed proportional and integral gains (>= 0); ``ki = 0`` is P control. One not
+            given is the authors' (K_p 1, K_i 0.01).
         alpha_min, alpha_max: bounds on alpha.
         anti_windup: skip integrating an error that would push a saturated alpha further out.
         schedule: a ``TargetSchedule`` (or a dict of its fields) instead of ``target_entropy``.
-        gains: ``auto`` (the gain adapts; ``kp`` and ``ki`` must not be given) or ``fixed``
-            (``kp``, ``ki``). Unset: fixed where ``kp`` or ``ki`` is given, else auto.
+        gains: ``fixed`` (``kp``, ``ki``) or ``auto`` (the gain adapts; ``kp`` and ``ki`` must not
+            be given).
         authority_window: windows alpha may stay pinned at a bound with the error pushing it out
             before ``no_authority`` is set (0: never).
 
@@ -132,7 +132,7 @@ class PIController:
         alpha_max: float = 1.0,
         anti_windup: bool = True,
         schedule: TargetSchedule | dict | None = None,
-        gains: str | None = None,
+        gains: str = "fixed",
         authority_window: int = 20,
         auto: AutoGains = AutoGains(),
     ) -> None:
@@ -314,11 +314,9 @@ class PIController:
         self.alpha = min(max(self.alpha, self.alpha_min), self.alpha_max)
 
 
-def resolve_gains(gains: str | None, kp: float | None, ki: float | None) -> tuple[str, float | None, float | None]:
-    """``(gains, kp, ki)`` with what was left unset filled in: gains are fixed where ``kp`` or ``ki``
-    is given, else auto; fixed gains not given are the authors' (K_p 1, K_i 0.01); auto takes neither."""
-    if gains is None:
-        gains = "auto" if kp is None and ki is None else "fixed"
+def resolve_gains(gains: str, kp: float | None, ki: float | None) -> tuple[str, float | None, float | None]:
+    """``(gains, kp, ki)`` with what was left unset filled in: fixed gains not given are the
+    authors' (K_p 1, K_i 0.01); auto takes neither."""
     if gains not in GAINS:
         raise ValueError(f"gains must be one of {GAINS}, got {gains!r}")
     if gains == "auto":
@@ -335,7 +333,7 @@ def check_settings(
     alpha_min: float,
     alpha_max: float,
     schedule: TargetSchedule | dict | None,
-    gains: str | None = None,
+    gains: str = "fixed",
     authority_window: int = 20,
 ) -> tuple[TargetSchedule, str, float | None, float | None, float, float]:
     """The controller's settings checked and resolved (``resolve_gains``), as ``(schedule, gains,

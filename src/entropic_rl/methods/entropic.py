@@ -43,15 +43,9 @@ class EntroPICControl(MethodConfig):
 @dataclass
 class EntroPICConfig(EntroPICControl):
     name: str = option("entropic", "the entropy-control method (each method's fields are listed)")
-    gains: str | None = option(
-        None,
-        "auto: the gain tunes itself to the run (docs/control.md); fixed: kp and ki. "
-        "Unset: fixed where kp or ki is given, else auto",
-    )
-    kp: float | None = option(None, "fixed gains' proportional gain K_p (unset under fixed gains: the authors' 1)")
-    ki: float | None = option(
-        None, "fixed gains' integral gain K_i; 0: P control (unset under fixed gains: the authors' 0.01)"
-    )
+    gains: str = option("fixed", "fixed: kp and ki; auto: the gain tunes itself to the run (docs/control.md)")
+    kp: float | None = option(None, "proportional gain K_p (fixed gains; unset: the authors' 1)")
+    ki: float | None = option(None, "integral gain K_i, 0: P control (fixed gains; unset: the authors' 0.01)")
     schedule: dict | None = option(
         None,
         "a target schedule instead of target_entropy, e.g. {kind: linear, start: 0.5, end: 0.1, steps: 100} "
@@ -145,7 +139,7 @@ class EntroPIC(Method):
         if c.gains == "auto" and (c.kp, c.ki) != (None, None):
             logger.warning(
                 "entropic: gains auto tunes its own gain; method.kp (%s) and method.ki (%s) are not used "
-                "(leave gains unset or set it to fixed to use them)",
+                "(set gains to fixed to use them)",
                 c.kp,
                 c.ki,
             )

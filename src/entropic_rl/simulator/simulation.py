@@ -147,8 +147,8 @@ def simulate(cfg: SimConfig) -> list[dict[str, float]]:
     weights = task.init_weights.clone().requires_grad_()
     controller = None
     if cfg.control != "none":
-        gains = {"auto": {}, "P": {"kp": cfg.kp, "ki": 0.0}, "PI": {"kp": cfg.kp, "ki": cfg.ki}}[cfg.control]
-        controller = PIController(cfg.target_entropy, anti_windup=cfg.anti_windup, **gains)
+        gains = {"auto": {"gains": "auto"}, "P": {"kp": cfg.kp, "ki": 0.0}, "PI": {"kp": cfg.kp, "ki": cfg.ki}}
+        controller = PIController(cfg.target_entropy, anti_windup=cfg.anti_windup, **gains[cfg.control])
     log_threshold = math.log(cfg.threshold) if cfg.threshold > 0 else -math.inf
     length = task.init_weights.shape[0]
     history: list[dict[str, float]] = []

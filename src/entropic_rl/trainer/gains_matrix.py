@@ -3,7 +3,7 @@
 
 Each cell is one ``entropic compare`` over 3 seeds: a task, learning rate, target or update regime
 (the plant), and the same rows in every cell: ``gains: auto`` with its defaults, the authors' fixed
-gains (K_p 1, K_i 0.01), a small sweep of fixed gains around K_p 10, K_i 0.1 (the embedded preset's before)
+gains (K_p 1, K_i 0.01), a small sweep of fixed gains around the embedded preset's K_p 10, K_i 0.1
 (K_i / K_p = 0.01 throughout), and AEC at the cell's target. The report checks the goals of
 ``gains: auto`` in every cell, each by a paired (by seed) comparison with its 95% interval:
 
@@ -27,7 +27,7 @@ from entropic_rl.trainer.reproduction import Experiment, by_seed, column, finish
 AUTO = "entropic:gains=auto"
 AUTHORS = "entropic:kp=1.0:ki=0.01"
 FIXED = (AUTHORS, "entropic:kp=3.0:ki=0.03", "entropic:kp=10.0:ki=0.1", "entropic:kp=30.0:ki=0.3")
-GLOBAL = "entropic:kp=10.0:ki=0.1"  # the embedded preset's former gains: one fixed gain for every cell
+GLOBAL = "entropic:kp=10.0:ki=0.1"  # the embedded preset's gains: one fixed gain for every cell
 WITHIN = 1.5  # auto's tracking error at most this times the best fixed gains'
 CONFIRM_SEEDS = 7  # auto against the best fixed gains: the seeds the 1.5x goal is judged on
 PATHS = ("runs/gains-matrix", "docs/gains-matrix.md", "docs/figures/gains-matrix")  # runs, report, figures
@@ -235,8 +235,7 @@ rate, target or update regime; each row a controller on it, over 3 seeds (SmolLM
 row, its runs taking about 35 minutes each). Tracking
 error: mean |H − H_tar| / H_tar after settling ([compare.md](compare.md#the-summary)), mean ± the
 half-width of its 95% t-interval. The fixed gains are a sweep on a ×3 grid with K_i = K_p / 100:
-K_p 1, K_i 0.01 are the authors' gains, K_p 10, K_i 0.1 the embedded preset's before `gains: auto`
-became the default. Goals of
+K_p 1, K_i 0.01 are the authors' gains, K_p 10, K_i 0.1 the embedded preset's. Goals of
 `gains: auto` (issue 15), each paired by seed: within 1.5× of the cell's best fixed gains (judged
 over 7 seeds: once the sweep's 3 seeds have chosen a cell's best fixed gains, the suite runs auto
 and those gains on 4 more, in the cell's folder; the tables show the sweep's seeds), better than

@@ -58,8 +58,8 @@ class Experiment:
 
 
 WORKED = "configs/worked.yaml"
-# The fixed gains every `entropic` row here ran with (the embedded preset's until gains auto became the
-# default; the gains matrix compares the two): kept, so that these runs stay what the commands say.
+# The fixed gains every `entropic` row here ran with (the embedded preset's), named in each command so
+# that these runs stay what the commands say whatever the preset holds.
 FIXED = ("method.kp=10.0", "method.ki=0.1")
 PRESET = "target_entropy=0.3:kp=10.0:ki=0.1:threshold=0.8"  # the preset's method fields and FIXED, for other methods
 EXPERIMENTS = (
@@ -78,8 +78,7 @@ EXPERIMENTS = (
         "EntroPIC against GRPO on the default task (2-digit addition)",
         None,
         ("grpo", "entropic"),
-        about="`entropic train` with fixed gains K_p 10, K_i 0.1 (the embedded preset's before `gains: auto` "
-        "became the default): the embedded model, target 0.3 nats.",
+        about="`entropic train` with no arguments: the embedded model, target 0.3 nats, fixed gains K_p 10, K_i 0.1.",
         overrides=FIXED,
     ),
     Experiment(
@@ -545,7 +544,7 @@ settling as defined in [compare.md](compare.md#the-summary); entropy is "held" w
 the tracking error lies below 10%. Floating-point details differ between machines, so a rerun
 elsewhere gives other samples: the intervals, not the digits, are what carries over. `entropic`
 here is EntroPIC with fixed gains K_p 10, K_i 0.1 (SmolLM2: the authors' K_p 1, K_i 0.01), as these
-runs were made and as each command says; `gains: auto`, the default since, is validated in
+runs were made and as each command says; `gains: auto`, an option that tunes its own gain, is validated in
 [gains-matrix.md](gains-matrix.md).
 
 ```bash
