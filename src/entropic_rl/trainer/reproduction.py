@@ -48,6 +48,10 @@ class Experiment:
     about: str = ""
     overrides: tuple[str, ...] = ()  # key=value on top of the configuration, for every method
 
+    def run_dir(self, runs: Path, method: str, seed: int) -> Path:
+        """Where ``entropic compare`` (``command``) writes the run of ``method`` and ``seed``."""
+        return runs / self.key / f"{method}-seed{seed}"
+
     def command(self, runs: Path) -> str:
         config = f" --config {self.config}" if self.config else ""
         overrides = "".join(f" {o}" for o in self.overrides)
@@ -159,7 +163,7 @@ def finished(runs: Path, experiment: Experiment) -> dict[str, list[Path]]:
     """Per method, the runs of ``experiment`` that are trained and evaluated (seed order)."""
     out = {}
     for method in experiment.methods:
-        dirs = [runs / experiment.key / f"{method}-seed{s}" for s in range(experiment.seeds)]
+        dirs = [experiment.run_dir(runs, method, s) for s in range(experiment.seeds)]
         dirs = [d for d in dirs if (d / "heldout.json").is_file()]
         if dirs:
             out[method] = dirs
@@ -428,7 +432,7 @@ def held_elsewhere(runs: Path, experiments: tuple[Experiment, ...]) -> Path | No
     for experiment in experiments:
         for method in experiment.methods:
             for seed in range(experiment.seeds):
-                run_dir = runs / experiment.key / f"{method}-seed{seed}"
+                run_dir = experiment.run_dir(runs, method, seed)
                 if (run_dir / ".lock").is_file() and not (run_dir / "heldout.json").is_file():
                     with held_by_this_process(run_dir) as held:
                         if not held:
@@ -451,16 +455,16 @@ def copy_identical_runs(runs: Path, experiment: Experiment, suites: Suites) -> N
     matrix's `entropic:kp=10.0:ki=0.1` on the default task is a-default's `entropic`): the same run, not
     trained twice."""
     missing = {
-        runs / experiment.key / f"{method}-seed{seed}": resolved(experiment, method, seed)
+        experiment.run_dir(runs, method, seed): resolved(experiment, method, seed)
         for method in experiment.methods
         for seed in range(experiment.seeds)
-        if not (runs / experiment.key / f"{method}-seed{seed}").exists()
+        if not experiment.run_dir(runs, method, seed).exists()
     }
     for root, experiments in suites:
         for other in experiments:
             for method in other.methods:
                 for seed in range(other.seeds):
-                    source = root / other.key / f"{method}-seed{seed}"
+                    source = other.run_dir(root, method, seed)
                     if not missing or not (source / "heldout.json").is_file():
                         continue
                     config = resolved(other, method, seed)
