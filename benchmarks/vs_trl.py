@@ -18,8 +18,10 @@ their completion tokens per second, and each ratio to the baseline's (< 1: faste
 ``--runs`` names the trainers (the baseline, ``trl``, always runs): ``trl`` and ``trl-entropic``
 (float32, dynamic KV cache), ``trl-static`` (TRL's ``cache_implementation="static"``) and ``trl-bf16``
 (TRL's ``bf16``; with both, TRL 1.16 fails: its static cache meets autocast's mixed dtypes); ``grpo`` and ``entropic``
-(the built-in trainer, float32, dynamic cache) and their ``-static`` (``rollout.cache=static``),
-``-bf16`` (``model.autocast=bfloat16``) and ``-fast`` (both) variants. A run that fails is
+(the built-in trainer, float32, its lean sampler) and their ``-generate`` (``rollout.sampler=generate``:
+transformers' ``generate`` with a dynamic cache, as TRL samples), ``-static`` (``generate`` with
+``rollout.cache=static``), ``-bf16`` (``model.autocast=bfloat16``) and ``-fast`` (``generate``, static
+cache and bf16) variants. A run that fails is
 reported and left out of the table.
 """
 
@@ -70,6 +72,7 @@ WORKLOADS = {
 }
 LLAMAS = {  # hidden, intermediate, layers, heads, kv heads
     "tiny": (256, 768, 4, 4, 2),
+    "small": (512, 1536, 8, 8, 4),  # 27M: benchmarks/scaling.py's middle size
     "llama270m": (1024, 4096, 16, 16, 16),
 }
 
@@ -203,7 +206,7 @@ def theirs(
     return [{"rollout": r, "update": s - r, "step": s} for r, s in zip(rollouts, step_clock.times, strict=True)]
 
 
-STATIC, BF16 = "rollout.cache=static", "model.autocast=bfloat16"
+STATIC, BF16, GENERATE = "rollout.cache=static", "model.autocast=bfloat16", "rollout.sampler=generate"
 PARTS = ("rollout", "update", "step")
 
 
@@ -227,9 +230,10 @@ def trainers(workload: Workload, steps: int) -> dict:
     for method in ("grpo", "entropic"):
         for suffix, extra, label in (
             ("", (), ""),
-            ("-static", (STATIC,), ", static cache"),
+            ("-generate", (GENERATE,), ", generate"),
+            ("-static", (GENERATE, STATIC), ", generate, static cache"),
             ("-bf16", (BF16,), ", bf16 autocast"),
-            ("-fast", (STATIC, BF16), ", bf16 autocast + static cache"),
+            ("-fast", (GENERATE, STATIC, BF16), ", generate, bf16 autocast + static cache"),
         ):
             runs[method + suffix] = (
                 f"entropic train, {method}{label}",

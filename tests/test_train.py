@@ -215,9 +215,13 @@ def test_an_update_in_bucketed_micro_batches_equals_one_in_a_single_micro_batch(
 
 
 def test_gradient_checkpointing_trains_the_same(tmp_path):
+    # the same to rounding: without checkpointing a group's prompt runs once (models.response_logits)
     plain, _ = run(tmp_path, "train.steps=2", name="plain")
     checkpointed, _ = run(tmp_path, "train.steps=2", "train.gradient_checkpointing=true", name="checkpointed")
-    assert untimed(metrics(checkpointed)) == untimed(metrics(plain))
+    expected = untimed(metrics(plain))
+    assert any(r["optim/grad_norm"] > 0 for r in expected)
+    for got, want in zip(untimed(metrics(checkpointed)), expected, strict=True):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
 
 
 def test_old_log_probs_match_the_sampling_distribution(tmp_path):
@@ -403,7 +407,11 @@ def test_static_cache_samples_what_the_dynamic_cache_samples(tmp_path):
     rollouts = []
     for cache in ("dynamic", "static"):
         torch.manual_seed(0)
-        rollouts.append(generate(model, tokenizer, prompts, temperature=1.0, top_p=1.0, max_new_tokens=6, cache=cache))
+        rollouts.append(
+            generate(
+                model, tokenizer, prompts, temperature=1.0, top_p=1.0, max_new_tokens=6, sampler="generate", cache=cache
+            )
+        )
     dynamic, static = rollouts
     assert static.responses == dynamic.responses
     assert torch.equal(static.sequences, dynamic.sequences)
@@ -412,7 +420,9 @@ def test_static_cache_samples_what_the_dynamic_cache_samples(tmp_path):
 
 
 def test_static_cache_and_bfloat16_autocast_train(tmp_path):
-    run_dir, _ = run(tmp_path, "train.steps=2", "rollout.cache=static", "model.autocast=bfloat16")
+    run_dir, _ = run(
+        tmp_path, "train.steps=2", "rollout.sampler=generate", "rollout.cache=static", "model.autocast=bfloat16"
+    )
     records = metrics(run_dir)
     assert len(records) == 2 and all(math.isfinite(v) for r in records for v in r.values())
     config = load_config(overrides=TINY)

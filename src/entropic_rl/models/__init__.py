@@ -8,6 +8,7 @@ from entropic_rl.models.loading import autocast, choose_device, load_model, load
 from entropic_rl.models.policy import load_policy
 from entropic_rl.models.sampling import (
     Rollout,
+    check_sampler,
     check_sampling,
     format_prompts,
     generate,
@@ -19,6 +20,7 @@ __all__ = [
     "Rollout",
     "autocast",
     "char_tokenizer",
+    "check_sampler",
     "check_sampling",
     "choose_device",
     "format_prompts",

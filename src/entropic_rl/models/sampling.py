@@ -13,6 +13,9 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.cache_utils import Cache, DynamicLayer
+
+from entropic_rl.models.decoding import lean_decode, lean_supported, prompt_groups
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
@@ -92,15 +95,67 @@ def generate(
     max_new_tokens: int,
     min_new_tokens: int = 0,
     chat_template: str = "auto",
+    sampler: str = "lean",
     cache: str = "dynamic",
 ) -> Rollout:
     """Sample one response per prompt (repeat prompts for groups), with the KV cache;
     ``min_new_tokens`` holds back <eos> until a response has that many tokens. Non-finite logits
-    raise ``FloatingPointError``. ``cache="static"``: a fixed-size KV cache, which transformers
-    compiles decoding for on a GPU; prompts are padded to a multiple of ``STATIC_PROMPT_MULTIPLE``
-    tokens so that a few cache shapes (compilations) serve every step."""
+    raise ``FloatingPointError``.
+
+    ``sampler="lean"``: ``decoding.lean_decode`` (the same draws as transformers' ``generate``
+    with less work; models it does not support use ``generate``); ``"generate"``: transformers'
+    ``generate``, whose ``cache="static"`` is a fixed-size KV cache that transformers compiles
+    decoding for on a GPU (prompts are padded to a multiple of ``STATIC_PROMPT_MULTIPLE`` tokens so
+    that a few cache shapes, compilations, serve every step)."""
+    check_sampler(sampler, cache)
     multiple = STATIC_PROMPT_MULTIPLE if cache == "static" else None
     encoded = format_prompts(tokenizer, prompts, chat_template, multiple).to(model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        if sampler == "lean" and lean_supported(model):
+            response = lean_decode(
+                model,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        else:
+            response = hf_generate(model, tokenizer, encoded, temperature, top_p, max_new_tokens, min_new_tokens, cache)
+    finally:
+        model.train(was_training)
+    is_eos = response == tokenizer.eos_token_id
+    response_mask = ((is_eos.long().cumsum(-1) - is_eos.long()) == 0).long()  # up to and including <eos>
+    attention_mask = torch.cat([encoded["attention_mask"], response_mask], dim=1)
+    sequences = torch.cat([encoded["input_ids"], response], dim=1)
+    first = int(attention_mask.any(0).nonzero()[0])  # padding added for the static cache: not trained on
+    sequences, attention_mask = sequences[:, first:], attention_mask[:, first:]
+    texts = tokenizer.batch_decode(
+        response * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True
+    )
+    return Rollout(sequences, attention_mask, response_mask, texts)
+
+
+SAMPLERS = ("lean", "generate")
+
+
+def check_sampler(sampler: str, cache: str) -> None:
+    """A ``ValueError`` naming the setting unless ``sampler`` and ``cache`` go together."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if cache not in ("dynamic", "static"):
+        raise ValueError(f"cache must be dynamic or static, got {cache!r}")
+    if cache == "static" and sampler != "generate":
+        raise ValueError("cache=static is the generate sampler's: set sampler to generate with it")
+
+
+def hf_generate(model, tokenizer, encoded, temperature, top_p, max_new_tokens, min_new_tokens, cache) -> torch.Tensor:
+    """The response tokens (N, T) of transformers' ``generate``, ``tokenizer.pad_token_id`` after <eos>."""
     # An explicit config, so a model's own generation defaults (top_k, penalties) do not apply.
     config = GenerationConfig(
         do_sample=True,
@@ -114,31 +169,14 @@ def generate(
         use_cache=True,
         cache_implementation="static" if cache == "static" else None,
     )
-    was_training = model.training
-    model.eval()
     # transformers' static cache holds one dtype, which autocast's mixed keys and values break:
     # with it, sampling stays in the weights' dtype
     mixed = torch.autocast(model.device.type, enabled=False) if cache == "static" else contextlib.nullcontext()
     reject = RejectNonFinite()
-    try:
-        with mixed:
-            sequences = model.generate(
-                **encoded, generation_config=config, logits_processor=LogitsProcessorList([reject])
-            )
-    finally:
-        model.train(was_training)
+    with mixed:
+        sequences = model.generate(**encoded, generation_config=config, logits_processor=LogitsProcessorList([reject]))
     reject.check()
-    prompt_length = encoded["input_ids"].shape[1]
-    response = sequences[:, prompt_length:]
-    is_eos = response == tokenizer.eos_token_id
-    response_mask = ((is_eos.long().cumsum(-1) - is_eos.long()) == 0).long()  # up to and including <eos>
-    attention_mask = torch.cat([encoded["attention_mask"], response_mask], dim=1)
-    first = int(attention_mask.any(0).nonzero()[0])  # padding added for the static cache: not trained on
-    sequences, attention_mask = sequences[:, first:], attention_mask[:, first:]
-    texts = tokenizer.batch_decode(
-        response * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True
-    )
-    return Rollout(sequences, attention_mask, response_mask, texts)
+    return sequences[:, encoded["input_ids"].shape[1] :]
 
 
 def response_logits(
@@ -147,13 +185,40 @@ def response_logits(
     """The logits that predict the response tokens, (N, R, V).
 
     Position ids follow the attention mask, as in generation, so left padding does not shift them.
-    Only the logits that predict response tokens are computed.
+    Only the logits that predict response tokens are computed. Rows that begin with the same prompt
+    (a GRPO group) share one forward pass of it: the prompt but its last token is run once per
+    distinct prompt, its keys and values copied to each row (the backward pass sums their
+    gradients), and each row runs its last prompt token and its response over them. The
+    logits are those of the whole sequences up to floating-point rounding. Not with gradient
+    checkpointing (no KV cache there) or where ``lean_supported`` says no.
     """
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    prefix = sequences.shape[1] - response_length - 1  # the columns before the last prompt token
+    shared = prefix > 0 and lean_supported(model) and not model.is_gradient_checkpointing
+    first, inverse = prompt_groups(sequences[:, :prefix], attention_mask[:, :prefix]) if shared else (None, None)
+    if first is None or len(first) == len(sequences):
+        return model(
+            input_ids=sequences,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=response_length + 1,
+            use_cache=False,
+        ).logits[:, :-1]
+    layers = model.config.get_text_config().num_hidden_layers
+    cache = Cache(layers=[DynamicLayer() for _ in range(layers)])
+    model(
+        input_ids=sequences[first, :prefix],
+        attention_mask=attention_mask[first, :prefix],
+        position_ids=position_ids[first, :prefix],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache.batch_select_indices(inverse)
     return model(
-        input_ids=sequences,
+        input_ids=sequences[:, prefix:],
         attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=response_length + 1,
-        use_cache=False,
+        position_ids=position_ids[:, prefix:],
+        past_key_values=cache,
+        use_cache=True,
     ).logits[:, :-1]

@@ -16,7 +16,7 @@ import yaml
 
 from entropic_rl.core import AGG_MODES
 from entropic_rl.methods import METHODS, MethodConfig, method_class
-from entropic_rl.models import ModelConfig, check_sampling
+from entropic_rl.models import ModelConfig, check_sampler, check_sampling
 from entropic_rl.tasks import TaskConfig
 from entropic_rl.util.options import (
     ConfigError,
@@ -44,12 +44,17 @@ class RolloutConfig:
         14, "longest response (the embedded default's longest, 99+99=198, is 9 tokens before spaces)"
     )
     min_new_tokens: int = option(0, "no <eos> before this many tokens (benchmarks: max_new_tokens, full length)")
+    sampler: str = option(
+        "lean",
+        "lean: the trainer's decoding loop (the same draws as generate, less work) | generate: transformers' generate",
+    )
     cache: str = option(
-        "dynamic", "KV cache while sampling: dynamic | static (fixed size; on a GPU transformers compiles decoding)"
+        "dynamic",
+        "the generate sampler's KV cache: dynamic | static (fixed size; on a GPU transformers compiles decoding)",
     )
 
     def __post_init__(self) -> None:
-        check_choice("cache", self.cache, ("dynamic", "static"))
+        check_sampler(self.sampler, self.cache)
         check_at_least("prompts_per_step", self.prompts_per_step, 1)
         check_at_least("group_size", self.group_size, 2)
         check_at_least("max_new_tokens", self.max_new_tokens, 1)
