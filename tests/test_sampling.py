@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import MambaConfig, MambaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from entropic_rl.models import char_tokenizer, format_prompts, generate, load_policy, response_logits, seeded_llama
 from entropic_rl.models.decoding import lean_supported, next_token_scores, prompt_groups
@@ -169,18 +169,29 @@ def test_the_lean_samplers_tokens_follow_the_models_distribution(temperature, to
         assert statistic < chi_square_critical(int(kept.sum())), statistic
 
 
-def test_models_with_sliding_windows_are_sampled_with_generate():
+def test_a_sliding_window_is_sampled_by_the_lean_sampler_as_by_generate():
     tokenizer = char_tokenizer()
-    sliding = tiny_qwen2(tokenizer, use_sliding_window=True, sliding_window=4, max_window_layers=0)
-    assert not lean_supported(sliding)
+    sliding = tiny_qwen2(tokenizer, use_sliding_window=True, sliding_window=3, max_window_layers=1)
+    assert set(sliding.config.layer_types) == {"full_attention", "sliding_attention"} and lean_supported(sliding)
+    reference, lean = both(sliding, tokenizer, PROMPTS, max_new_tokens=10)
+    assert torch.equal(lean.sequences, reference.sequences)
+
+
+def test_models_without_attention_layers_are_sampled_with_generate():
+    tokenizer = char_tokenizer()
+    torch.manual_seed(0)
+    mamba = MambaForCausalLM(
+        MambaConfig(vocab_size=len(tokenizer), hidden_size=16, state_size=4, num_hidden_layers=2)
+    ).eval()
+    assert not lean_supported(mamba)
     assert lean_supported(tiny_qwen2(tokenizer)) and lean_supported(tiny_llama(tokenizer))
-    reference, lean = both(sliding, tokenizer, PROMPTS)
+    reference, lean = both(mamba, tokenizer, PROMPTS[:3], max_new_tokens=4)
     assert torch.equal(lean.sequences, reference.sequences)
 
 
 def test_a_static_cache_is_the_generate_samplers():
     tokenizer = char_tokenizer()
-    with pytest.raises(ValueError, match="cache=static is the generate sampler's"):
+    with pytest.raises(ValueError, match="cache=static is the generate sampler's KV cache: set sampler=generate too"):
         generate(tiny_llama(tokenizer), tokenizer, ["1="], temperature=1.0, top_p=1.0, max_new_tokens=2, cache="static")
     with pytest.raises(ValueError, match="sampler must be one of lean, generate"):
         generate(tiny_llama(tokenizer), tokenizer, ["1="], temperature=1.0, top_p=1.0, max_new_tokens=2, sampler="vllm")

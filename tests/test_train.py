@@ -164,6 +164,14 @@ def test_on_policy_in_one_micro_batch_the_update_forward_gives_the_old_log_probs
     assert metrics(reused)[0]["perf/rollout_time"] < metrics(reused)[0]["perf/step_time"]
 
 
+def test_the_optimizer_is_adamw_with_its_fused_kernel_on_the_cpu(tmp_path):
+    config = load_config(overrides=[*TINY, f"log.out_dir={tmp_path}", "train.lr=0.02", "train.weight_decay=0.1"])
+    model, _ = load_policy(config.model, config.task, torch.device("cpu"))
+    optimizer = loop.make_optimizer(model, config)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+    assert optimizer.defaults["lr"] == 0.02 and optimizer.defaults["weight_decay"] == 0.1
+
+
 def test_a_rollout_trimmed_to_some_rows_drops_the_columns_padded_in_all_of_them():
     # 2 prompt columns + 4 response columns; row 0: prompt [5, 6], response [7, 8, eos 2];
     # row 1: prompt [pad, 6], response [9, eos 2]; row 2: prompt [pad, 5], response [2].
@@ -307,6 +315,8 @@ def test_cli_train_and_plot(tmp_path, capsys):
         (["method.kp=-1"], "method.kp must be a finite number >= 0"),
         (["method.name=grpo", "method.kp=1"], "method.kp: unknown field; method has name"),
         (["rollout.temprature=1"], "rollout.temprature is not a field; rollout has prompts_per_step"),
+        (["rollout.sampler=vllm"], "rollout.sampler must be one of lean, generate, got 'vllm'"),
+        (["rollout.cache=static"], "rollout.cache=static is the generate sampler's KV cache: set sampler=generate too"),
     ],
 )
 def test_cli_train_bad_config_names_the_field(args, message, cli_error):

@@ -14,8 +14,8 @@ out is the work ``generate`` does for everyone:
 - rows that have finished are dropped from the forward pass (the cache is compacted when an
   eighth of its rows are done), while ``generate`` runs them to the end.
 
-Models whose cache is not one full-attention layer per layer (sliding windows, linear attention,
-encoder-decoders) are sampled with ``generate`` instead (``lean_supported``).
+Models with layers that are not attention (state-space, linear attention) and encoder-decoders are
+sampled with ``generate`` instead (``lean_supported``); a sliding window is a mask over the full cache.
 """
 
 from __future__ import annotations
@@ -57,11 +57,14 @@ class PreallocatedLayer(DynamicLayer):
         self.keys, self.values = self.keys[indices], self.values[indices]
 
 
+ATTENTION_LAYERS = {"full_attention", "sliding_attention"}  # a sliding window is a mask over the full cache
+
+
 def lean_supported(model: PreTrainedModel) -> bool:
-    """Whether every layer of ``model`` is full attention over its own past (what ``PreallocatedLayer`` holds)."""
-    config = model.config.get_text_config()
-    layer_types = getattr(config, "layer_types", None) or ["full_attention"]
-    return not model.config.is_encoder_decoder and set(layer_types) == {"full_attention"}
+    """Whether every layer of ``model`` attends over its own keys and values (what ``PreallocatedLayer``
+    holds): not state-space or linear-attention layers, not an encoder-decoder."""
+    layer_types = getattr(model.config.get_text_config(), "layer_types", None) or ["full_attention"]
+    return not model.config.is_encoder_decoder and set(layer_types) <= ATTENTION_LAYERS
 
 
 def prompt_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -151,7 +151,7 @@ def check_sampler(sampler: str, cache: str) -> None:
     if cache not in ("dynamic", "static"):
         raise ValueError(f"cache must be dynamic or static, got {cache!r}")
     if cache == "static" and sampler != "generate":
-        raise ValueError("cache=static is the generate sampler's: set sampler to generate with it")
+        raise ValueError("cache=static is the generate sampler's KV cache: set sampler=generate too")
 
 
 def hf_generate(model, tokenizer, encoded, temperature, top_p, max_new_tokens, min_new_tokens, cache) -> torch.Tensor:
@@ -185,15 +185,17 @@ def response_logits(
     """The logits that predict the response tokens, (N, R, V).
 
     Position ids follow the attention mask, as in generation, so left padding does not shift them.
-    Only the logits that predict response tokens are computed. Rows that begin with the same prompt
-    (a GRPO group) share one forward pass of it: the prompt but its last token is run once per
-    distinct prompt, its keys and values copied to each row (the backward pass sums their
-    gradients), and each row runs its last prompt token and its response over them. The
-    logits are those of the whole sequences up to floating-point rounding. Not with gradient
-    checkpointing (no KV cache there) or where ``lean_supported`` says no.
+    Only what these logits need is run: not the last token (it predicts nothing asked for), and only
+    the logits of the response positions. Rows that begin with the same prompt (a GRPO group) share
+    one forward pass of it: the prompt but its last token is run once per distinct prompt, its keys
+    and values copied to each row (the backward pass sums their gradients), and each row runs its
+    last prompt token and its response over them. The logits are those of the whole sequences up to
+    floating-point rounding. Not with gradient checkpointing (no KV cache there) or where
+    ``lean_supported`` says no.
     """
+    sequences, attention_mask = sequences[:, :-1], attention_mask[:, :-1]
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    prefix = sequences.shape[1] - response_length - 1  # the columns before the last prompt token
+    prefix = sequences.shape[1] - response_length  # the columns before the last prompt token
     shared = prefix > 0 and lean_supported(model) and not model.is_gradient_checkpointing
     first, inverse = prompt_groups(sequences[:, :prefix], attention_mask[:, :prefix]) if shared else (None, None)
     if first is None or len(first) == len(sequences):
@@ -201,9 +203,9 @@ def response_logits(
             input_ids=sequences,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            logits_to_keep=response_length + 1,
+            logits_to_keep=response_length,
             use_cache=False,
-        ).logits[:, :-1]
+        ).logits
     layers = model.config.get_text_config().num_hidden_layers
     cache = Cache(layers=[DynamicLayer() for _ in range(layers)])
     model(
@@ -221,4 +223,4 @@ def response_logits(
         position_ids=position_ids[:, prefix:],
         past_key_values=cache,
         use_cache=True,
-    ).logits[:, :-1]
+    ).logits
