@@ -8,7 +8,16 @@ import pytest
 import torch
 from transformers import MambaConfig, MambaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from entropic_rl.models import char_tokenizer, format_prompts, generate, load_policy, response_logits, seeded_llama
+from entropic_rl.models import (
+    char_tokenizer,
+    decoding,
+    format_prompts,
+    generate,
+    load_policy,
+    response_logits,
+    sampling,
+    seeded_llama,
+)
 from entropic_rl.models.decoding import lean_supported, next_token_scores, prompt_groups
 from entropic_rl.trainer import load_config
 
@@ -177,7 +186,7 @@ def test_a_sliding_window_is_sampled_by_the_lean_sampler_as_by_generate():
     assert torch.equal(lean.sequences, reference.sequences)
 
 
-def test_models_without_attention_layers_are_sampled_with_generate():
+def test_models_without_attention_layers_are_sampled_with_generate(monkeypatch):
     tokenizer = char_tokenizer()
     torch.manual_seed(0)
     mamba = MambaForCausalLM(
@@ -185,8 +194,48 @@ def test_models_without_attention_layers_are_sampled_with_generate():
     ).eval()
     assert not lean_supported(mamba)
     assert lean_supported(tiny_qwen2(tokenizer)) and lean_supported(tiny_llama(tokenizer))
-    reference, lean = both(mamba, tokenizer, PROMPTS[:3], max_new_tokens=4)
-    assert torch.equal(lean.sequences, reference.sequences)
+
+    def no_lean_decode(*args, **kwargs):
+        raise AssertionError("the lean sampler ran")
+
+    monkeypatch.setattr(sampling, "lean_decode", no_lean_decode)
+    generate(mamba, tokenizer, PROMPTS[:3], temperature=1.0, top_p=1.0, max_new_tokens=4)
+
+
+def test_a_model_that_keeps_no_kv_cache_is_refused_by_the_lean_sampler_and_trained_without_sharing(monkeypatch):
+    # a recurrent model that declares none of it (as RecurrentGemma): its prompt state is not in the cache
+    tokenizer = char_tokenizer()
+    model = tiny_llama(tokenizer)
+    monkeypatch.setattr(decoding, "filled", lambda cache, length: False)
+    monkeypatch.setattr(sampling, "filled", lambda cache, length: False)
+    with pytest.raises(ValueError, match="keeps no KV cache the lean sampler can use: set sampler=generate"):
+        generate(model, tokenizer, PROMPTS, temperature=1.0, top_p=1.0, max_new_tokens=4)
+    rollout = generate(model, tokenizer, PROMPTS, temperature=1.0, top_p=1.0, max_new_tokens=4, sampler="generate")
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, a, k: shapes.append(tuple(k["input_ids"].shape)), with_kwargs=True)
+    with torch.no_grad():
+        got = response_logits(model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1])
+    hook.remove()
+    with torch.no_grad():
+        expected = plain_response_logits(
+            model, rollout.sequences, rollout.attention_mask, rollout.response_mask.shape[1]
+        )
+    # the shared pass tried (3 distinct prompts), then the whole sequences but the last token
+    assert [s[0] for s in shapes] == [3, len(PROMPTS)] and shapes[1][1] == rollout.sequences.shape[1] - 1
+    mask = rollout.response_mask.bool()
+    torch.testing.assert_close(got[mask], expected[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_the_generate_sampler_ignores_the_models_own_generation_defaults():
+    # a checkpoint's generation_config may carry a repetition penalty or min_p: the log-probs model neither
+    tokenizer = char_tokenizer()
+    model = tiny_llama(tokenizer)
+    reference = both(model, tokenizer, PROMPTS)
+    model.generation_config.repetition_penalty, model.generation_config.min_p = 1.5, 0.2
+    penalised = both(model, tokenizer, PROMPTS)
+    for before, after in zip(reference, penalised, strict=True):
+        assert torch.equal(after.sequences, before.sequences)
+    assert model.generation_config.repetition_penalty == 1.5  # the model's own config is left as it was
 
 
 def test_a_static_cache_is_the_generate_samplers():
@@ -210,15 +259,17 @@ def test_the_update_runs_a_shared_prompt_once_with_the_logits_and_gradients_of_t
     length = rollout.response_mask.shape[1]
     model.train()
     results = []
-    for forward in (response_logits, plain_response_logits):
-        model.zero_grad()
-        with forward_batches(model) as sizes:
-            logits = forward(model, rollout.sequences, rollout.attention_mask, length)
-        results.append(sizes)
-        weights = torch.linspace(-1, 1, logits.numel()).view_as(logits)  # a loss that reads every logit
-        (logits * weights * rollout.response_mask[..., None]).sum().backward()
-        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
-    model.eval()
+    try:
+        for forward in (response_logits, plain_response_logits):
+            model.zero_grad()
+            with forward_batches(model) as sizes:
+                logits = forward(model, rollout.sequences, rollout.attention_mask, length)
+            results.append(sizes)
+            weights = torch.linspace(-1, 1, logits.numel()).view_as(logits)  # a loss that reads every logit
+            (logits * weights * rollout.response_mask[..., None]).sum().backward()
+            results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    finally:
+        model.eval()
     shared_sizes, (shared, shared_grads), plain_sizes, (plain, plain_grads) = results
     assert shared_sizes == [3, len(PROMPTS)] and plain_sizes == [len(PROMPTS)]  # 3 distinct prompts, then each row
     mask = rollout.response_mask.bool()

@@ -54,7 +54,8 @@ class PreallocatedLayer(DynamicLayer):
         return self.length
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.keys, self.values = self.keys[indices], self.values[indices]
+        if self.is_initialized:  # layers that share another layer's keys and values hold none
+            self.keys, self.values = self.keys[indices], self.values[indices]
 
 
 ATTENTION_LAYERS = {"full_attention", "sliding_attention"}  # a sliding window is a mask over the full cache
@@ -62,9 +63,20 @@ ATTENTION_LAYERS = {"full_attention", "sliding_attention"}  # a sliding window i
 
 def lean_supported(model: PreTrainedModel) -> bool:
     """Whether every layer of ``model`` attends over its own keys and values (what ``PreallocatedLayer``
-    holds): not state-space or linear-attention layers, not an encoder-decoder."""
+    holds): not state-space, recurrent or linear-attention layers, not an encoder-decoder. (Recurrent
+    models that declare none of this are caught where the cache is read: ``filled``.)"""
     layer_types = getattr(model.config.get_text_config(), "layer_types", None) or ["full_attention"]
-    return not model.config.is_encoder_decoder and set(layer_types) <= ATTENTION_LAYERS
+    return (
+        not model.config.is_encoder_decoder
+        and not getattr(model, "_is_stateful", False)
+        and set(layer_types) <= ATTENTION_LAYERS
+    )
+
+
+def filled(cache: Cache, length: int) -> bool:
+    """Whether the model wrote ``length`` positions of keys and values into ``cache`` (a recurrent
+    model keeps its state elsewhere, and its prompt would be lost)."""
+    return cache.get_seq_length() == length
 
 
 def prompt_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +141,8 @@ def lean_decode(
         use_cache=True,
         logits_to_keep=1,
     ).logits[:, -1]
+    if not filled(cache, prompt_length):
+        raise ValueError(f"{type(model).__name__} keeps no KV cache the lean sampler can use: set sampler=generate")
     cache.batch_select_indices(inverse)
     logits = logits[inverse]
     next_position = positions[:, -1] + 1

@@ -15,7 +15,7 @@ from transformers import (
 )
 from transformers.cache_utils import Cache, DynamicLayer
 
-from entropic_rl.models.decoding import lean_decode, lean_supported, prompt_groups
+from entropic_rl.models.decoding import filled, lean_decode, lean_supported, prompt_groups
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
@@ -156,7 +156,8 @@ def check_sampler(sampler: str, cache: str) -> None:
 
 def hf_generate(model, tokenizer, encoded, temperature, top_p, max_new_tokens, min_new_tokens, cache) -> torch.Tensor:
     """The response tokens (N, T) of transformers' ``generate``, ``tokenizer.pad_token_id`` after <eos>."""
-    # An explicit config, so a model's own generation defaults (top_k, penalties) do not apply.
+    # An explicit config over neutral defaults: generate fills every field left unset from the
+    # model's own generation config (a repetition penalty, min_p, ...), which the log-probs do not model.
     config = GenerationConfig(
         do_sample=True,
         temperature=temperature,
@@ -173,8 +174,14 @@ def hf_generate(model, tokenizer, encoded, temperature, top_p, max_new_tokens, m
     # with it, sampling stays in the weights' dtype
     mixed = torch.autocast(model.device.type, enabled=False) if cache == "static" else contextlib.nullcontext()
     reject = RejectNonFinite()
-    with mixed:
-        sequences = model.generate(**encoded, generation_config=config, logits_processor=LogitsProcessorList([reject]))
+    own, model.generation_config = model.generation_config, GenerationConfig()
+    try:
+        with mixed:
+            sequences = model.generate(
+                **encoded, generation_config=config, logits_processor=LogitsProcessorList([reject])
+            )
+    finally:
+        model.generation_config = own
     reject.check()
     return sequences[:, encoded["input_ids"].shape[1] :]
 
@@ -198,7 +205,8 @@ def response_logits(
     prefix = sequences.shape[1] - response_length  # the columns before the last prompt token
     shared = prefix > 0 and lean_supported(model) and not model.is_gradient_checkpointing
     first, inverse = prompt_groups(sequences[:, :prefix], attention_mask[:, :prefix]) if shared else (None, None)
-    if first is None or len(first) == len(sequences):
+
+    def whole() -> torch.Tensor:
         return model(
             input_ids=sequences,
             attention_mask=attention_mask,
@@ -206,6 +214,9 @@ def response_logits(
             logits_to_keep=response_length,
             use_cache=False,
         ).logits
+
+    if first is None or len(first) == len(sequences):
+        return whole()
     layers = model.config.get_text_config().num_hidden_layers
     cache = Cache(layers=[DynamicLayer() for _ in range(layers)])
     model(
@@ -216,6 +227,8 @@ def response_logits(
         use_cache=True,
         logits_to_keep=1,
     )
+    if not filled(cache, prefix):  # a recurrent model: its prompt's state is not in the cache
+        return whole()
     cache.batch_select_indices(inverse)
     return model(
         input_ids=sequences[:, prefix:],
