@@ -231,7 +231,7 @@ def test_the_generate_sampler_ignores_the_models_own_generation_defaults():
     tokenizer = char_tokenizer()
     model = tiny_llama(tokenizer)
     reference = both(model, tokenizer, PROMPTS)
-    model.generation_config.repetition_penalty, model.generation_config.min_p = 1.5, 0.2
+    model.generation_config.repetition_penalty, model.generation_config.min_p = 1.5, 0.9
     penalised = both(model, tokenizer, PROMPTS)
     for before, after in zip(reference, penalised, strict=True):
         assert torch.equal(after.sequences, before.sequences)
