@@ -61,9 +61,15 @@ class Timers:
 
 def patch(timers: Timers, model, optimizer, method) -> None:
     """Timers around what ``loop.train_step`` calls (module attributes and these objects' methods)."""
-    for name in ("generate", "score_responses", "forward_batched", "response_logits", "token_logprobs_and_entropy"):
-        setattr(loop, name, timers.wrap(name, getattr(loop, name)))
-    for name in ("optimizer_step", "policy_forward"):
+    for name in (
+        "generate",
+        "score_responses",
+        "forward_batched",
+        "optimizer_step",
+        "policy_forward",
+        "response_logits",
+        "token_logprobs_and_entropy",
+    ):
         setattr(loop, name, timers.wrap(name, getattr(loop, name)))
     model.forward = timers.wrap("model", model.forward)
     method.loss = timers.wrap("loss", method.loss)

@@ -16,10 +16,10 @@ from entropic_rl.models import (
     load_policy,
     response_logits,
     sampling,
-    seeded_llama,
 )
 from entropic_rl.models.decoding import lean_supported, next_token_scores, prompt_groups
 from entropic_rl.trainer import load_config
+from test_train import TINY, tiny_llama
 
 PROMPTS = ["3+4=", "3+4=", "3+4=", "12+57=", "12+57=", "9=", "3+4=", "3+4="]  # groups, left padding, a repeat later
 
@@ -42,13 +42,9 @@ def tiny_qwen2(tokenizer, **config):
     ).eval()
 
 
-def tiny_llama(tokenizer):
-    return seeded_llama(tokenizer, hidden=32, intermediate=64, layers=2, heads=2, kv_heads=1).eval()
-
-
 @pytest.fixture(scope="module")
 def embedded():
-    config = load_config(overrides=["task.difficulty=1", "model.warm_start_steps=130"])
+    config = load_config(overrides=TINY)
     return load_policy(config.model, config.task, torch.device("cpu"))
 
 

@@ -16,6 +16,7 @@ from transformers import (
 from transformers.cache_utils import Cache, DynamicLayer
 
 from entropic_rl.models.decoding import filled, lean_decode, lean_supported, prompt_groups
+from entropic_rl.util.options import check_choice
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
@@ -148,8 +149,7 @@ def check_sampler(sampler: str, cache: str) -> None:
     """A ``ValueError`` naming the setting unless ``sampler`` and ``cache`` go together."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if cache not in ("dynamic", "static"):
-        raise ValueError(f"cache must be dynamic or static, got {cache!r}")
+    check_choice("cache", cache, ("dynamic", "static"))
     if cache == "static" and sampler != "generate":
         raise ValueError("cache=static is the generate sampler's KV cache: set sampler=generate too")
 
