@@ -11,19 +11,28 @@ import pytest
 import torch
 
 from entropic_rl import AGG_MODES, agg_denominator, policy_loss
+from entropic_rl.core import reference_aggregate
 from entropic_rl.methods import EntroPICReference, EntroPICReferenceConfig, LossSettings, MicroBatch
 from test_losses import rollout
 
 
+def masked_mean(values, mask):
+    """verl's ``verl_F.masked_mean``."""
+    return (values * mask).sum() / (mask.sum() + 1e-8)
+
+
 def authors_agg_loss(loss_mat, loss_mask, mode):
-    """verl 0.6's agg_loss, as the authors' fork calls it."""
+    """verl 0.6's agg_loss, as the authors' fork calls it: the sequence means over the rows with at
+    least one valid token."""
     if mode == "token-mean":
-        return (loss_mat * loss_mask).sum() / (loss_mask.sum() + 1e-8)
-    if mode == "seq-mean-token-sum":
-        return torch.sum(loss_mat * loss_mask, dim=-1).mean()
+        return masked_mean(loss_mat, loss_mask)
+    seq_losses = torch.sum(loss_mat * loss_mask, dim=-1)
+    if mode == "seq-mean-token-sum-norm":
+        return torch.sum(seq_losses) / loss_mask.shape[-1]
+    tokens = torch.sum(loss_mask, dim=-1)
     if mode == "seq-mean-token-mean":
-        return (torch.sum(loss_mat * loss_mask, dim=-1) / torch.sum(loss_mask, dim=-1)).mean()
-    return torch.sum(loss_mat * loss_mask) / loss_mask.shape[-1]  # seq-mean-token-sum-norm
+        seq_losses = seq_losses / (tokens + 1e-8)
+    return masked_mean(seq_losses, (tokens > 0).float())
 
 
 def authors_micro_batch(state, log_prob, old, adv, mask, entropy, mode, mini_batch_rows, target, kp, ki, threshold):
@@ -39,10 +48,12 @@ def authors_micro_batch(state, log_prob, old, adv, mask, entropy, mode, mini_bat
     return pg_loss * (mask.shape[0] / mini_batch_rows), alpha
 
 
-def confident_in_every_row(seed):
+def with_empty_rows(seed):
+    """A rollout where one row has no valid token and others no confident token."""
     log_prob, old, adv, mask = rollout(seed, batch=8, length=6, on_policy=False)
+    mask[1] = 0.0
     with torch.no_grad():
-        log_prob[:, 0] = math.log(0.99)  # the authors' seq-mean-token-mean is nan for a row without any
+        log_prob[2:4] = math.log(0.5)  # below every threshold used here: rows without confident tokens
     entropy = torch.rand(8, 6, generator=torch.Generator().manual_seed(seed)) * 2
     return log_prob, old, adv, mask, entropy
 
@@ -51,7 +62,7 @@ def confident_in_every_row(seed):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_losses_gradients_and_alphas_equal_the_authors(mode, seed):
     target, kp, ki, threshold = 0.6, 1.0, 0.5, 0.95
-    log_prob, old, adv, mask, entropy = confident_in_every_row(seed)
+    log_prob, old, adv, mask, entropy = with_empty_rows(seed)
     method = EntroPICReference(
         EntroPICReferenceConfig(target_entropy=target, kp=kp, ki=ki, threshold=threshold), LossSettings(agg=mode)
     )
@@ -82,3 +93,40 @@ def test_confident_tokens_compare_with_the_float32_threshold():
     _, exact = policy_loss(log_prob, log_prob.detach(), adv, mask, alpha=0.5, normalize="exact")
     assert reference["confident_frac"].item() == 1.0
     assert exact["confident_frac"].item() == 0.0
+
+
+def test_a_micro_batch_with_an_empty_row_hand_computed():
+    # Three rows, seq-mean-token-mean, on-policy (r = 1), alpha 0.5, threshold 0.5. Row 1 has no valid
+    # token, row 0 no confident token: the authors' means leave out the rows without tokens.
+    # base: row means of -A r: row 0 -1 (A = +1), row 2 +2 (A = -2) -> (-1 + 2) / 2 = 0.5
+    # adjustment: -r |A| over confident tokens (row 2's last two) -> row 2 only: -2
+    # loss = 0.5 + 0.5 * -2 = -0.5 (counting every row: 1/3 + 0.5 * -2/3 = 0)
+    p = torch.tensor([[0.3, 0.2, 0.9], [0.9, 0.9, 0.9], [0.3, 0.8, 0.9]])
+    log_prob = p.log().requires_grad_()
+    mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    adv = torch.tensor([[1.0], [3.0], [-2.0]]).expand(3, 3)
+    loss, metrics = policy_loss(
+        log_prob, log_prob.detach(), adv, mask, agg="seq-mean-token-mean", alpha=0.5, threshold=0.5, normalize="reference"
+    )
+    assert loss.item() == pytest.approx(-0.5)
+    # d/d log pi = -A r times the token's weight (row 0: 1/(2 tokens * 2 rows), row 2: 1/(3 * 2)), plus
+    # alpha * -|A| r / (2 confident tokens * 1 row) on row 2's confident tokens
+    (grad,) = torch.autograd.grad(loss, log_prob)
+    expected = torch.tensor([[-0.25, -0.25, 0.0], [0.0, 0.0, 0.0], [1 / 3, 1 / 3 - 0.5, 1 / 3 - 0.5]])
+    torch.testing.assert_close(grad, expected)
+    assert metrics["confident_frac"].item() == pytest.approx(2 / 5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("token-mean", 8 / 3), ("seq-mean-token-mean", 3.0), ("seq-mean-token-sum", 4.0), ("seq-mean-token-sum-norm", 2.0)],
+)
+def test_reference_aggregate_leaves_out_rows_without_tokens(mode, expected):
+    # row 0: 1, 3; row 1: empty; row 2: 4. Means over rows 0 and 2; sum-norm divides the sum (8) by L = 4.
+    values = torch.tensor([[1.0, 3.0, 9.0], [5.0, 5.0, 5.0], [4.0, 9.0, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert reference_aggregate(values, mask, mode, max_len=4).item() == pytest.approx(expected)
+    assert authors_agg_loss(values, mask, mode).item() * (3 / 4 if mode == "seq-mean-token-sum-norm" else 1) == (
+        pytest.approx(expected)
+    )
+    assert reference_aggregate(values, torch.zeros_like(mask), mode).item() == 0.0

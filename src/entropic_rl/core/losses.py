@@ -67,26 +67,20 @@ def reference_aggregate(
 ) -> torch.Tensor:
     """The aggregation of the authors' code (verl 0.6's ``agg_loss``), used by ``normalize="reference"``.
 
-    It differs from ``aggregate`` (ALGORITHMS.md §1) in two modes: ``seq-mean-token-sum-norm`` divides
-    by the length L alone (``max_len``, default the mask's width), not by sequences times L; and the
-    sequence means count every row, with or without valid tokens (a row without tokens contributes 0
-    here; in seq-mean-token-mean the authors' code gives nan). token-mean divides by ``sum(m) + 1e-8``.
+    It differs from ``aggregate`` (ALGORITHMS.md §1) over the same mask in one mode:
+    ``seq-mean-token-sum-norm`` divides the sum by the length L alone (``max_len``, default the
+    mask's width), not by sequences times L. In the other modes their denominators (tokens, or the
+    rows with at least one valid token, each plus 1e-8) equal ``agg_denominator``'s (clamped to at
+    least 1) in float32 for any count from 1 up, and an empty mask gives 0 in both.
     """
     return (torch.where(mask > 0, values.float(), 0.0) * _reference_token_weights(mask, mode, max_len)).sum()
 
 
 def _reference_token_weights(mask: torch.Tensor, mode: str, max_len: int | None) -> torch.Tensor:
     """d reference_aggregate / d x_t."""
-    _check_mode(mode)
-    mask = mask.float()
-    if mode == "token-mean":
-        return mask / (mask.sum() + 1e-8)
     if mode == "seq-mean-token-sum-norm":
-        return mask / (mask.shape[-1] if max_len is None else max_len)
-    rows = mask.shape[0]
-    if mode == "seq-mean-token-mean":
-        return mask / (mask.sum(-1, keepdim=True).clamp(min=1.0) * rows)
-    return mask / rows
+        return mask.float() / (mask.shape[-1] if max_len is None else max_len)
+    return _token_weights(mask, mode, agg_denominator(mask, mode))
 
 
 def confident_mask(log_prob: torch.Tensor, response_mask: torch.Tensor, threshold: float) -> torch.Tensor:
