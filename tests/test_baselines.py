@@ -8,7 +8,7 @@ import torch
 
 from entropic_rl.core import agg_denominator, clamped_entropy, policy_loss, token_covariance
 from entropic_rl.methods import METHODS, LossSettings, MicroBatch, Window
-from entropic_rl.methods.aec import AEC, AECConfig
+from entropic_rl.methods.aec import AEC, AECTRL, AECConfig, AECTRLConfig
 from entropic_rl.methods.aent import AEnt, AEntConfig
 from entropic_rl.methods.clip_cov import ClipCov, ClipCovConfig
 from entropic_rl.methods.entropy_bonus import EntropyBonus, EntropyBonusConfig
@@ -75,6 +75,46 @@ def test_aec_state_round_trip():
     assert resumed.state_dict() == method.state_dict()
 
 
+def trl_adaptive_entropy(entropies, target, delta, coef_max):
+    """TRL 1.16's rule (GRPOTrainer.compute_loss, use_adaptive_entropy), transcribed: the coefficient
+    applied at each optimizer step, given each step's token-mean training-pass entropy."""
+    coef, last, applied = 0.0, math.inf, []
+    for entropy in entropies:
+        applied.append(coef if last <= target else 0.0)
+        coef = min(coef + delta, coef_max) if entropy <= target else max(coef - delta, 0.0)
+        last = entropy
+    return applied
+
+
+def test_aec_trl_coefficients_follow_trls_rule_on_the_same_entropies():
+    # Each step one micro-batch whose 5 valid tokens have the same entropy; 0.2 (== target) counts as
+    # below for TRL; the cap 1.2e-2 is reached.
+    entropies = [0.1, 0.1, 0.2, 0.1, 0.3, 0.3, 0.1, 0.1, 0.1, 0.5]
+    method = AECTRL(AECTRLConfig(target_entropy=0.2, coef_max=1.2e-2))
+    applied = []
+    for entropy in entropies:
+        method.update(Window(0.0, 0.0))
+        mb = micro_batch(LP, LP, ADV, MASK, [[entropy] * 3, [entropy, entropy, 9.0]])
+        loss, _ = method.loss(mb)
+        (grad,) = torch.autograd.grad(loss, mb.entropy, allow_unused=True)
+        applied.append(0.0 if grad is None else -grad[0, 0].item() * 5)  # the coefficient on the bonus
+    expected = trl_adaptive_entropy(entropies, 0.2, 5e-3, 1.2e-2)
+    assert applied == pytest.approx(expected)
+    assert max(expected) == pytest.approx(1.2e-2) and expected.count(0.0) >= 3  # both bounds and the gate acted
+    assert AECTRLConfig().delta == 5e-3 and AECTRLConfig().coef_max == 1.0 and AECTRLConfig().target_entropy == 0.2
+
+
+def test_aec_trl_resumes_between_a_steps_losses_and_the_next_update():
+    method, resumed = AECTRL(AECTRLConfig()), AECTRL(AECTRLConfig())
+    method.update(Window(0.0, 0.0))
+    method.loss(micro_batch(LP, LP, ADV, MASK, ENTROPY))
+    resumed.load_state_dict(method.state_dict())
+    method.update(Window(0.0, 0.0))
+    resumed.update(Window(0.0, 0.0))
+    assert resumed.state_dict() == method.state_dict()
+    assert method.coef == pytest.approx(0.0) and method.estimate == pytest.approx(3.6 / 5)
+
+
 def test_clamped_entropy_renormalises_without_the_lowest_logits():
     logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]], requires_grad=True)
     kept = torch.softmax(torch.tensor([1.0, 2.0, 3.0]), dim=-1)  # the lowest quarter (one logit) removed
@@ -101,7 +141,9 @@ def test_clamped_entropy_in_chunks_equals_one_chunk():
 
 
 def test_aent_coefficient_adapts_after_warmup_towards_the_band():
-    config = AEntConfig(coef_init=5e-4, lr=1e-3, entropy_low=0.35, entropy_high=0.62, warmup_steps=1)
+    config = AEntConfig(
+        coef_init=5e-4, lr=1e-3, entropy_low=0.35, entropy_high=0.62, coef_min=4e-5, coef_max=1e-3, warmup_steps=1
+    )
     method = AEnt(config, LossSettings())
     coefs = []
     # Logits whose clamped entropy is well below 0.35 (confident), then well above 0.62 (flat).

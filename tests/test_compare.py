@@ -129,6 +129,11 @@ def test_method_variants_set_fields_of_their_runs(tmp_path, cli_error):
         "method.target_entropy=0.3",
         "method.delta=0.001",
     ]
+    assert method_overrides("clip-cov:train.clip_high=1.0:fraction=0.1") == [
+        "method.name=clip-cov",
+        "train.clip_high=1.0",
+        "method.fraction=0.1",
+    ]
     with pytest.raises(ValueError, match="NAME:field=value"):
         method_overrides("aec:0.3")
     compare(None, [*TINY, "train.steps=2"], ["aec:target_entropy=0.4", "entropic:threshold=0.5"], [0], tmp_path, 2, 2)

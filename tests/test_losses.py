@@ -207,7 +207,8 @@ def test_the_reference_loss_is_normalised_within_each_call():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"clip_low": 1.0}, "clip_low"),
+        ({"clip_low": 1.01}, "clip_low"),
+        ({"clip_low": -0.1}, "clip_low"),
         ({"clip_high": -0.1}, "clip_high"),
         ({"clip_c": 1.0}, "clip_c"),
         ({"agg": "mean"}, "agg"),
@@ -221,6 +222,18 @@ def test_bad_options_name_the_field(kwargs, message):
     log_prob, old, adv, mask = rollout()
     with pytest.raises(ValueError, match=message):
         policy_loss(log_prob, old, adv, mask, **kwargs)
+
+
+def test_clip_ratio_one_leaves_only_the_upper_bound_two():
+    # Clip-Cov's released setting (clip_low = clip_high = 1): the ratio is clipped to [0, 2], so a
+    # positive-advantage token clips above 2 and a negative one never clips below (the ratio is > 0).
+    ratio = torch.tensor([[3.0, 0.01]])
+    log_prob = (torch.log(ratio) + math.log(0.5)).requires_grad_()
+    old = torch.full_like(log_prob, math.log(0.5))
+    adv = torch.tensor([[1.0, -1.0]])
+    loss, metrics = policy_loss(log_prob, old, adv, torch.ones_like(adv), clip_low=1.0, clip_high=1.0, threshold=0.99)
+    assert loss.item() == pytest.approx((-2.0 + 0.01) / 2)
+    assert metrics["pg_clipfrac"].item() == pytest.approx(1 / 2)
 
 
 def test_shape_mismatch_names_the_tensor():

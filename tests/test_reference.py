@@ -106,7 +106,14 @@ def test_a_micro_batch_with_an_empty_row_hand_computed():
     mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     adv = torch.tensor([[1.0], [3.0], [-2.0]]).expand(3, 3)
     loss, metrics = policy_loss(
-        log_prob, log_prob.detach(), adv, mask, agg="seq-mean-token-mean", alpha=0.5, threshold=0.5, normalize="reference"
+        log_prob,
+        log_prob.detach(),
+        adv,
+        mask,
+        agg="seq-mean-token-mean",
+        alpha=0.5,
+        threshold=0.5,
+        normalize="reference",
     )
     assert loss.item() == pytest.approx(-0.5)
     # d/d log pi = -A r times the token's weight (row 0: 1/(2 tokens * 2 rows), row 2: 1/(3 * 2)), plus
@@ -119,7 +126,12 @@ def test_a_micro_batch_with_an_empty_row_hand_computed():
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("token-mean", 8 / 3), ("seq-mean-token-mean", 3.0), ("seq-mean-token-sum", 4.0), ("seq-mean-token-sum-norm", 2.0)],
+    [
+        ("token-mean", 8 / 3),
+        ("seq-mean-token-mean", 3.0),
+        ("seq-mean-token-sum", 4.0),
+        ("seq-mean-token-sum-norm", 2.0),
+    ],
 )
 def test_reference_aggregate_leaves_out_rows_without_tokens(mode, expected):
     # row 0: 1, 3; row 1: empty; row 2: 4. Means over rows 0 and 2; sum-norm divides the sum (8) by L = 4.

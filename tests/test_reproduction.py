@@ -55,6 +55,9 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
         fake_run(f / f"grpo-seed{seed}", [0.06 + wiggle] * 40, None, 0.8, 0.9)
         fake_run(f / f"nsr-seed{seed}", [0.3 + wiggle] * 4 + [0.5 + wiggle] * 36, None, 0.5, 0.9)  # rises
         fake_run(f / f"entropic-seed{seed}", [0.3 + wiggle] * 40, 0.3, 0.5 + wiggle, 0.9)
+        h = runs / "h-off-policy"
+        fake_run(h / f"entropic-seed{seed}", [0.3 + wiggle] * 40, 0.3, 0.5 + wiggle, 0.9)
+        fake_run(h / f"kl-cov-seed{seed}", [0.15 + wiggle] * 40, None, 0.5, 0.9)  # 50% below
     doc, figures = tmp_path / "docs" / "reproduction.md", tmp_path / "docs" / "figures" / "reproduction"
     text = report(runs, doc, figures)
     assert doc.read_text() == text
@@ -74,9 +77,13 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
     )  # the confident shares
     assert "Not measured yet: `a-worked`" in text
     # entropic minus each baseline, paired: tracking error below grpo's (80% off 0.3) and nsr's; avg@8 0.5 against 0.8
-    assert "| `grpo` (3 seeds) | -79.56 ± 1.91 (EntroPIC) | -30.00 ± 0.50 (grpo) | +0.00 ± 0.00 (n.d.) |" in text
-    assert "| `nsr` (3 seeds) | -66.22 ± 1.91 (EntroPIC) | +0.00 ± 0.50 (n.d.) |" in text
-    for key in ("a-default", "c-off-policy", "f-baselines"):
+    assert (
+        "| `grpo`, f-baselines (3 seeds) | -79.56 ± 1.91 (EntroPIC) | -30.00 ± 0.50 (grpo) | +0.00 ± 0.00 (n.d.) |"
+        in text
+    )
+    assert "| `nsr`, f-baselines (3 seeds) | -66.22 ± 1.91 (EntroPIC) | +0.00 ± 0.50 (n.d.) |" in text
+    assert "| `kl-cov`, h-off-policy (3 seeds) | -49.56 ± 1.91 (EntroPIC) |" in text  # its own cell's entropic
+    for key in ("a-default", "c-off-policy", "f-baselines", "h-off-policy"):
         assert (figures / f"{key}.png").stat().st_size > 10_000
         assert f"](figures/reproduction/{key}.png)" in text
     assert text.count("**Not run yet.**") == 5  # a-worked, b-targets, d-threshold, e-reference, g-smollm2

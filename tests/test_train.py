@@ -32,6 +32,7 @@ ACTIVE = {
     "entropic": ["method.target_entropy=0.5", "method.kp=2"],
     "entropic-reference": ["method.target_entropy=0.5", "method.kp=2"],
     "aec": ["method.target_entropy=5", "method.delta=0.01", "method.coef_max=0.05"],
+    "aec-trl": ["method.target_entropy=5"],
     "aent": ["method.warmup_steps=1", "method.lr=0.01"],
     "clip-cov": ["method.cov_low=-10", "method.fraction=0.1"],
     "kl-cov": ["method.fraction=0.1", "train.mini_batches=2"],  # on-policy it is grpo: lp = lp_old
@@ -39,6 +40,7 @@ ACTIVE = {
 }
 BASELINE_METRIC = {
     "aec": "aec/coef",
+    "aec-trl": "aec/coef",
     "aent": "aent/coef",
     "clip-cov": "clip-cov/selected",
     "kl-cov": "kl-cov/selected",
@@ -96,7 +98,9 @@ def test_a_few_steps_for_each_method(tmp_path, method, regime):
     assert load_config(run_dir / "config.yaml") == config
 
 
-@pytest.mark.parametrize("method", ["entropy-bonus", "aec", "aent", "clip-cov", "kl-cov", "nsr", "w-reinforce"])
+@pytest.mark.parametrize(
+    "method", ["entropy-bonus", "aec", "aec-trl", "aent", "clip-cov", "kl-cov", "nsr", "w-reinforce"]
+)
 def test_every_baseline_trains_in_the_loop(tmp_path, method):
     run_dir, _ = run(tmp_path, "train.steps=3", f"method.name={method}", *ACTIVE.get(method, []))
     records = metrics(run_dir)
@@ -114,7 +118,7 @@ def test_kl_cov_on_policy_warns_that_it_trains_as_grpo(tmp_path, capsys):
     )
 
 
-@pytest.mark.parametrize("method", ["entropic", "entropic-reference", "aec", "aent", "clip-cov"])
+@pytest.mark.parametrize("method", ["entropic", "entropic-reference", "aec", "aec-trl", "aent", "clip-cov"])
 def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, method):
     args = (
         "train.steps=6",
@@ -317,6 +321,7 @@ def test_cli_train_and_plot(tmp_path, capsys):
         (["rollout.temprature=1"], "rollout.temprature is not a field; rollout has prompts_per_step"),
         (["rollout.sampler=vllm"], "rollout.sampler must be one of lean, generate, got 'vllm'"),
         (["rollout.cache=static"], "rollout.cache=static is the generate sampler's KV cache: set sampler=generate too"),
+        (["train.clip_low=1.5"], r"train.clip_low must be <= 1 \(the ratio's lower bound"),
     ],
 )
 def test_cli_train_bad_config_names_the_field(args, message, cli_error):

@@ -233,8 +233,8 @@ def _check_shapes(log_prob: torch.Tensor, **others: torch.Tensor) -> None:
 
 
 def _check_options(clip_low, clip_high, clip_c, agg, alpha, threshold, normalize) -> None:
-    if not 0.0 <= clip_low < 1.0:
-        raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
+    if not 0.0 <= clip_low <= 1.0:
+        raise ValueError(f"clip_low must be in [0, 1], got {clip_low}")
     if not clip_high >= 0.0:
         raise ValueError(f"clip_high must be >= 0, got {clip_high}")
     if not clip_c > 1.0:

@@ -1,6 +1,6 @@
 """Entropy-control methods, selectable by name. Adding one is a file here and a line below."""
 
-from entropic_rl.methods.aec import AEC
+from entropic_rl.methods.aec import AEC, AECTRL
 from entropic_rl.methods.aent import AEnt
 from entropic_rl.methods.base import (
     LossSettings,
@@ -25,6 +25,7 @@ METHODS: dict[str, type[Method]] = {
     "entropic-reference": EntroPICReference,
     "entropy-bonus": EntropyBonus,
     "aec": AEC,
+    "aec-trl": AECTRL,
     "aent": AEnt,
     "clip-cov": ClipCov,
     "kl-cov": KLCov,

@@ -1,11 +1,16 @@
-"""``aec``: Skywork-OR1's adaptive entropy control (ALGORITHMS.md §3).
+"""Adaptive entropy control: ``aec``, Skywork-OR1's (ALGORITHMS.md §3), and ``aec-trl``, the same rule
+as TRL implements it.
 
-After each step, with the entropy estimated from the sampled tokens, ``e = -mean(lp_old)`` over the
-valid tokens of the step's data:
+After each step, with the entropy estimate ``e`` of the step:
 
     c <- clip(c + delta if e < target else c - delta, 0, c_max)
 
-and the bonus ``c * agg(H_t)`` is applied at the next step only if ``e < target``.
+and the bonus ``c * agg(H_t)`` is applied at the next step only if ``e < target``. ``aec`` estimates
+``e = -mean(lp_old)`` over the valid tokens of the step's data (the sampled tokens), with Skywork's
+settings. ``aec-trl`` is TRL 1.16's ``use_adaptive_entropy`` (``GRPOTrainer.compute_loss``,
+trl/trainer/grpo_trainer.py, and its ``GRPOConfig`` defaults): ``e`` the token mean of the full-
+vocabulary entropy of the step's training pass (the current policy), ``<=`` where Skywork has ``<``,
+delta 5e-3 and c_max 1.0.
 """
 
 from __future__ import annotations
@@ -79,3 +84,47 @@ class AEC(Method):
         for name in self._STATE:
             setattr(self, name, state[name])
         self.estimate = math.nan if self.estimate is None else self.estimate
+
+
+@dataclass
+class AECTRLConfig(AECConfig):
+    name: str = option("aec-trl", "the entropy-control method")
+    target_entropy: float = option(0.2, "target of the training pass's mean token entropy (nats): TRL's entropy_target")
+    delta: float = option(5e-3, "step of the coefficient per optimizer step: TRL's entropy_coef_delta")
+    coef_max: float = option(1.0, "upper bound of the coefficient: TRL's entropy_coef_max")
+    coef_init: float = option(0.0, "the coefficient before the first step: TRL's entropy_coef")
+
+
+class AECTRL(AEC):
+    """``aec`` as TRL measures and gates: the estimate of a step is the mean entropy of its own
+    training pass, so the coefficient it decides is updated at the next step's start, before that
+    step's losses; no bonus before the first measurement."""
+
+    config_class = AECTRLConfig
+
+    def __init__(self, config: AECTRLConfig, loss_settings=None) -> None:
+        super().__init__(config, loss_settings)
+        self.entropy_sum = self.entropy_count = 0.0  # this step's training pass, over its micro-batches
+
+    def update(self, window: Window) -> None:
+        if self.entropy_count > 0:
+            c = self.config
+            self.estimate = self.entropy_sum / self.entropy_count
+            below = self.estimate <= c.target_entropy
+            self.coef = min(max(self.coef + (c.delta if below else -c.delta), 0.0), c.coef_max)
+            self.apply_next = below
+        self.entropy_sum = self.entropy_count = 0.0
+        self.coef_now, self.apply_now = self.coef, self.apply_next
+
+    def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mask = micro_batch.mask
+        self.entropy_sum += (micro_batch.entropy.detach() * mask).sum().item()
+        self.entropy_count += mask.sum().item()
+        return super().loss(micro_batch)
+
+    def metrics(self) -> dict[str, float]:
+        # The estimate this step's training pass gives (it decides the next step), as aec logs its own.
+        this_step = self.entropy_sum / self.entropy_count if self.entropy_count else self.estimate
+        return {**super().metrics(), "aec/estimate": this_step}
+
+    _STATE = (*AEC._STATE, "entropy_sum", "entropy_count")

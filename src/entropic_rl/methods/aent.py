@@ -28,14 +28,16 @@ from entropic_rl.util.options import option
 @dataclass
 class AEntConfig(MethodConfig):
     name: str = option("aent", "the entropy-control method")
-    coef_init: float = option(3e-4, "beta before the first update")
-    clamp_fraction: float = option(0.25, "p: the fraction of the vocabulary (lowest logits) removed")
-    entropy_low: float = option(0.35, "H_low: below it, beta grows")
-    entropy_high: float = option(0.62, "H_high: above it, beta shrinks")
-    lr: float = option(1e-4, "eta: the step of the coefficient update")
-    coef_min: float = option(4e-5, "lower bound of beta")
-    coef_max: float = option(1e-3, "upper bound of beta")
-    warmup_steps: int = option(156, "optimizer steps before beta adapts (scale it to the run length)")
+    # The defaults are the authors' released AEntConfig (AReaL recipe/AEnt/aent_args.py), with the
+    # adaptive coefficient on (their adaptive_coeff flag; it is off by default there).
+    coef_init: float = option(1e-3, "beta before the first update")
+    clamp_fraction: float = option(0.2, "p: the fraction of the vocabulary (lowest logits) removed")
+    entropy_low: float = option(0.1, "H_low: below it, beta grows")
+    entropy_high: float = option(0.5, "H_high: above it, beta shrinks")
+    lr: float = option(1e-3, "eta: the step of the coefficient update")
+    coef_min: float = option(1e-5, "lower bound of beta")
+    coef_max: float = option(1e-2, "upper bound of beta")
+    warmup_steps: int = option(0, "optimizer steps before beta adapts (scale it to the run length)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clamp_fraction < 1.0:

@@ -99,12 +99,14 @@ def summarize_methods(runs: dict[str, list[Path]]) -> tuple[dict[str, list[dict]
 
 def method_overrides(method: str) -> list[str]:
     """``NAME`` or ``NAME:field=value:field=value``: a method with some of its fields set, e.g.
-    ``aec:target_entropy=0.3`` or ``entropic:threshold=0.5`` (the run layer's overrides)."""
+    ``aec:target_entropy=0.3`` or ``entropic:threshold=0.5`` (the run layer's overrides). A dotted
+    field is a key of the whole configuration, for settings a method's authors tie to it:
+    ``clip-cov:train.clip_high=1.0``."""
     name, *fields = method.split(":")
     for field in fields:
         if "=" not in field:
             raise ValueError(f"--methods: {method!r}: expected NAME:field=value, got {field!r}")
-    return [f"method.name={name}", *(f"method.{field}" for field in fields)]
+    return [f"method.name={name}", *(f if "." in f.split("=")[0] else f"method.{f}" for f in fields)]
 
 
 def evaluated(config: Config) -> bool:

@@ -100,6 +100,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.clip_low <= 1:
+            raise ValueError(f"clip_low must be <= 1 (the ratio's lower bound 1 - clip_low >= 0), got {self.clip_low}")
         if not self.clip_c > 1:
             raise ValueError(f"clip_c must be > 1, got {self.clip_c}")
 
