@@ -8,7 +8,14 @@ import shutil
 import pytest
 
 from entropic_rl.cli import main
-from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci, mean_ci
+from entropic_rl.evaluation.statistics import (
+    below_verdict,
+    difference_verdict,
+    format_ci,
+    mean_ci,
+    paired_problem_variance,
+    seeds_needed,
+)
 from entropic_rl.trainer import loop
 from entropic_rl.trainer.compare import compare, method_overrides, parse_seeds, tracking
 from entropic_rl.util.files import held_by_this_process
@@ -96,6 +103,16 @@ def test_tracking_hand_computed():
     assert tracking([1.0], None)["tracking_error"] is None
 
 
+def test_seeds_needed_and_the_problems_share():
+    # variance 1, half-width 1: t(S-1) / sqrt(S) <= 1 first at S = 7 (2.447 / 2.646 = 0.925; S = 6: 1.052)
+    assert seeds_needed(1.0, 1.0) == 7
+    assert seeds_needed(0.0, 0.01) == 2
+    assert seeds_needed(1.0, 0.01, most=100) is None
+    assert paired_problem_variance([1.0, 0.0, 1.0], [0.0, 0.0, 0.0]) == pytest.approx((1 / 3) / 3)
+    with pytest.raises(ValueError, match="as many of each"):
+        paired_problem_variance([1.0], [0.0])
+
+
 def test_mean_ci_and_verdicts():
     mean, half = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
@@ -141,6 +158,9 @@ def test_method_variants_set_fields_of_their_runs(tmp_path, cli_error):
     assert summary["aec:target_entropy=0.4"][0]["target"] == pytest.approx(0.4)  # its own target
     config = (tmp_path / "entropic:threshold=0.5-seed0" / "config.yaml").read_text()
     assert "threshold: 0.5" in config
+    (scores,) = json.loads((tmp_path / "entropic:threshold=0.5-seed0" / "heldout.json").read_text()).values()
+    assert len(scores["correct"]) == scores["problems"] == 2  # each problem's correct samples, of 2
+    assert sum(scores["correct"]) / 4 == pytest.approx(scores["avg@2"])
     cli_error(["compare", "--methods", "grpo,grpo", "--out", str(tmp_path)], "listed twice")
 
 

@@ -86,7 +86,7 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
     for key in ("a-default", "c-off-policy", "f-baselines", "h-off-policy"):
         assert (figures / f"{key}.png").stat().st_size > 10_000
         assert f"](figures/reproduction/{key}.png)" in text
-    assert text.count("**Not run yet.**") == 5  # a-worked, b-targets, d-threshold, e-reference, g-smollm2
+    assert text.count("**Not run yet.**") == 6  # a-worked, b-targets, d-threshold, e-reference, i-accuracy, g-smollm2
     assert "entropic compare --config configs/worked.yaml --methods grpo,entropic" in text
     # a comparison short of seeds says so
     fake_run(runs / "d-threshold" / "entropic-seed0", [0.3] * 40, 0.3, 0.8, 0.9)
@@ -262,7 +262,7 @@ def test_reproduce_suite_gains_runs_the_confirmations_after_the_sweeps(tmp_path,
     fake_sweep(runs / "default")
     args = ["reproduce", "--suite", "gains", "--only", "default,lr-low", "--runs", str(runs)]
     assert main([*args, "--doc", str(tmp_path / "g.md"), "--figures", str(tmp_path / "fig")]) == 0
-    assert [(rows[0], seeds, out.name) for _, _, rows, seeds, out, _ in calls] == [
+    assert [(rows[0], seeds, out.name) for _, _, rows, seeds, out, _, _ in calls] == [
         (gains_matrix.AUTO, [0, 1, 2], "default"),
         (gains_matrix.AUTO, [0, 1, 2], "lr-low"),
         (gains_matrix.AUTO, list(range(7)), "default"),  # lr-low's sweep has not run: no confirmation
@@ -286,7 +286,7 @@ def test_gains_matrix_cells_run_their_overrides_with_the_same_rows(tmp_path, mon
     monkeypatch.setattr(reproduction, "compare", lambda *args: calls.append(args))
     monkeypatch.chdir(Path(__file__).parents[1])
     reproduction.run_experiments(tmp_path, gains_matrix.EXPERIMENTS, ["target-high", "smollm2"])
-    (config, overrides, rows, seeds, out, _), smollm2 = calls
+    (config, overrides, rows, seeds, out, _, _), smollm2 = calls
     assert (config, overrides, seeds, out.name) == (
         "embedded",
         ["method.target_entropy=0.45"],
@@ -374,5 +374,33 @@ def test_a_second_lane_waits_for_the_run_the_first_trains_then_goes_on(tmp_path,
     assert main([*args, "--doc", str(tmp_path / "g.md"), "--figures", str(tmp_path / "fig")]) == 0
     lane.join()
     assert f"{held}: waiting for the process training it" in capsys.readouterr().err
-    assert [out.name for *_, out, _ in calls] == ["default", "default"]  # once more after the wait
+    assert [out.name for *_, out, _, _ in calls] == ["default", "default"]  # once more after the wait
     assert reproduction.held_elsewhere(runs, gains_matrix.EXPERIMENTS) is None
+
+
+def test_accuracy_power_splits_the_variance_and_counts_the_seeds_it_needs(tmp_path):
+    runs = tmp_path / "runs"
+    counts = {  # correct samples of 8 per problem, 4 problems, 3 seeds
+        "entropic": [[8, 8, 4, 0], [8, 4, 4, 0], [8, 8, 8, 0]],
+        "grpo": [[8, 4, 4, 0], [8, 4, 4, 0], [8, 4, 4, 0]],
+    }
+    for method, per_seed in counts.items():
+        for seed, correct in enumerate(per_seed):
+            run_dir = runs / "i-accuracy" / f"{method}-seed{seed}"
+            fake_run(run_dir, [0.3] * 40, 0.3 if method == "entropic" else None, 0.5, 0.75)
+            scores = {"avg@8": sum(correct) / 32, "pass@8": 0.75, "problems": 4, "correct": correct}
+            (run_dir / "heldout.json").write_text(json.dumps({"arithmetic": scores}))
+    lines = reproduction.accuracy_power(runs, {})
+    # avg@8 differences per seed: 0.125, 0, 0.25 -> mean 12.5 points, variance 156.25 points², half-width
+    # 4.303 * sqrt(0.015625 / 3) = 31.05 points. Per-problem differences' variance / 4 problems: 0.015625,
+    # 0, 0.0208333 -> the problems' share 121.53 points², the seeds' 156.25 - 121.53 = 34.72. Seeds for
+    # ±2 points: t * sqrt(0.015625 / S) <= 0.02 first at S = 151 (t 1.96 past 30 degrees of freedom);
+    # with the seeds' share alone at S = 34.
+    assert lines[0] == (
+        "- avg@8, `entropic` minus `grpo`: +12.50 ± 31.05 points over 3 seeds, 4 problems: **not distinguishable** "
+        "(half-width at most 2 points: not met). Variance of one seed's difference 156.25 points², of which the "
+        "problems' draw 121.53 and the seeds' 34.72; seeds for ±2 points: 151 at 4 problems, 34 with unlimited "
+        "problems."
+    )
+    assert lines[1].startswith("- pass@8, `entropic` minus `grpo`: +0.00 ± 0.00 points over 3 seeds")  # same passes
+    assert len(lines) == 2  # no f-baselines runs: no line on the best baseline

@@ -145,7 +145,8 @@ def train_once(config: Config, trail: list[str]) -> None:
 
 
 def evaluate_once(config: Config, n: int, problems: int) -> None:
-    """Held-out avg@N and pass@N of the run's final model, at T 0.6 and top-p 0.95, written once."""
+    """Held-out avg@N and pass@N of the run's final model, at T 0.6 and top-p 0.95, written once,
+    with each problem's number of correct samples (``correct``, in the data set's order)."""
     run_dir = config.run_dir()
     path = run_dir / "heldout.json"
     if path.is_file():
@@ -159,6 +160,7 @@ def evaluate_once(config: Config, n: int, problems: int) -> None:
         torch.manual_seed(config.seed)
         result = evaluate_examples(model, tokenizer, examples, reward_fn, sampling, ks=[n], label=name)
         results[name] = {key: result[key] for key in (f"avg@{n}", f"pass@{n}", "problems", "checks")}
+        results[name]["correct"] = [sum(score >= 1.0 for score in s["scores"]) for s in result["samples"]]
     write_atomically(path, json.dumps(results, indent=1))
 
 

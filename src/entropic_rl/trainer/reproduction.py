@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from entropic_rl.evaluation.statistics import below_verdict, difference_verdict, format_ci
+from entropic_rl.evaluation.statistics import (
+    below_verdict,
+    difference_verdict,
+    format_ci,
+    paired_problem_variance,
+    seeds_needed,
+)
 from entropic_rl.trainer.compare import (
     HELD_BOUND,
     compare,
@@ -47,6 +53,7 @@ class Experiment:
     seeds: int = 3
     about: str = ""
     overrides: tuple[str, ...] = ()  # key=value on top of the configuration, for every method
+    problems: int = 200  # held-out problems per data set
 
     def run_dir(self, runs: Path, method: str, seed: int) -> Path:
         """Where ``entropic compare`` (``command``) writes the run of ``method`` and ``seed``."""
@@ -55,8 +62,9 @@ class Experiment:
     def command(self, runs: Path) -> str:
         config = f" --config {self.config}" if self.config else ""
         overrides = "".join(f" {o}" for o in self.overrides)
+        problems = f" --eval-problems {self.problems}" if self.problems != 200 else ""
         return (
-            f"entropic compare{config} --methods {','.join(self.methods)} --seeds {self.seeds} "
+            f"entropic compare{config} --methods {','.join(self.methods)} --seeds {self.seeds}{problems} "
             f"--out {runs / self.key}{overrides}"
         )
 
@@ -136,7 +144,7 @@ EXPERIMENTS = (
             "nsr",
             "w-reinforce",
         ),
-        about="Default task; each baseline at its authors' released settings (docs/training.md, \"Baselines\"), "
+        about="Default task; each baseline at its authors' released settings (docs/training.md, baselines), "
         "where a setting is on an LLM's entropy scale put at this run's target by one rule: the method's entropy "
         "level at the target, 0.3 nats. `aec` is Skywork-OR1's settings (step 1e-4, cap 5e-3), `aec-trl` TRL's "
         "(step 5e-3, cap 1.0, the training pass's entropy); AEnt's released band [0.1, 0.5] is centred on 0.3 "
@@ -157,6 +165,18 @@ EXPERIMENTS = (
         "(Entropy-Mechanism-of-RL `recipe/dapo/7b_clip_cov.sh`, which takes 8 steps per rollout), `kl-cov` with "
         "its 7B script's k 0.2% and β 1 (`7b_kl_cov.sh` takes one step per rollout, where it acts only through "
         "rounding between two forward passes; its 32B script `32b_kl_cov_mininbsz.sh` takes 4).",
+        overrides=FIXED,
+    ),
+    Experiment(
+        "i-accuracy",
+        "Accuracy with power: EntroPIC against GRPO on 1,000 held-out problems",
+        None,
+        ("grpo", "entropic"),
+        seeds=12,
+        problems=1000,
+        about="Default task, as a-default, each run evaluated on 1,000 held-out problems (avg@8 and pass@8; "
+        "each problem's count of correct samples kept), over as many seeds as a paired 95% half-width of 2 "
+        "points needs by the committed runs' variance (the section Accuracy with power above).",
         overrides=FIXED,
     ),
     Experiment(
@@ -403,6 +423,68 @@ def against_baselines(results: dict[str, Summaries]) -> list[str]:
     return lines
 
 
+POWER_HALF_WIDTH = 0.02  # the 95% half-width asked of a paired accuracy difference: 2 points
+SCORES = {"avg": lambda correct: correct / EVAL_N, "pass": lambda correct: float(correct > 0)}  # per problem
+
+
+def accuracy_power(runs: Path, results: dict[str, Summaries]) -> list[str]:
+    """i-accuracy: EntroPIC minus GRPO on avg@N and pass@N, paired by seed on the same held-out
+    problems, with its interval and verdict; the variance of one seed's difference split into the
+    problems' share (from the per-problem counts) and the seeds' (the rest); the seeds a half-width
+    of 2 points needs at this many problems and with unlimited problems. Then, from f-baselines'
+    variance, what the same half-width needs against the baseline with the best held-out avg@N."""
+    experiment = next(e for e in EXPERIMENTS if e.key == "i-accuracy")
+    done = finished(runs, experiment)
+    lines = []
+    if "grpo" in done and "entropic" in done:
+        counts = {
+            method: {int(d.name.rsplit("-seed", 1)[1]): json.loads((d / "heldout.json").read_text()) for d in dirs}
+            for method, dirs in done.items()
+        }
+        seeds = sorted(counts["entropic"].keys() & counts["grpo"].keys())
+        for metric, score in SCORES.items():
+            differences, problem_shares = [], []
+            for seed in seeds:
+                (ours,), (theirs,) = counts["entropic"][seed].values(), counts["grpo"][seed].values()
+                a, b = [score(c) for c in ours["correct"]], [score(c) for c in theirs["correct"]]
+                differences.append(statistics.fmean(a) - statistics.fmean(b))
+                problem_shares.append(paired_problem_variance(a, b))
+            mean, half, verdict = difference_verdict(differences, [0.0] * len(differences))
+            line = f"- {metric}@{EVAL_N}, `entropic` minus `grpo`: {mean * 100:+.2f}"
+            if len(seeds) < 2:
+                lines.append(line + " points, one seed: an anecdote.")
+                continue
+            total = statistics.variance(differences)
+            problems_share = statistics.fmean(problem_shares)
+            seeds_share = max(total - problems_share, 0.0)
+            lines.append(
+                f"{line} ± {half * 100:.2f} points over {len(seeds)} seeds, {ours['problems']} problems: **{verdict}** "
+                f"(half-width at most {POWER_HALF_WIDTH * 100:.0f} points: "
+                f"{'met' if half <= POWER_HALF_WIDTH else 'not met'}). Variance of one seed's difference "
+                f"{total * 1e4:.2f} points², of which the problems' draw {problems_share * 1e4:.2f} and the seeds' "
+                f"{seeds_share * 1e4:.2f}; seeds for ±{POWER_HALF_WIDTH * 100:.0f} points: "
+                f"{seeds_needed(total, POWER_HALF_WIDTH)} at {ours['problems']} problems, "
+                f"{seeds_needed(seeds_share, POWER_HALF_WIDTH)} with unlimited problems."
+            )
+    f = results.get("f-baselines", {})
+    rivals = {m: per_seed for m, per_seed in f.items() if m != "entropic"}
+    if "entropic" in f and rivals:
+        best = max(rivals, key=lambda m: statistics.fmean(column(rivals[m], "avg@N")))
+        for key in ("avg@N", "pass@N"):
+            ours, theirs = by_seed(f["entropic"], key), by_seed(rivals[best], key)
+            differences = [ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())]
+            if len(differences) < 2:
+                continue
+            total = statistics.variance(differences)
+            lines.append(
+                f"- {key.replace('N', str(EVAL_N))}, `entropic` minus the best baseline by held-out avg@{EVAL_N}, "
+                f"`{best}` (f-baselines, {len(differences)} seeds, 200 problems, no per-problem counts): variance "
+                f"of one seed's difference {total * 1e4:.2f} points²; seeds for ±{POWER_HALF_WIDTH * 100:.0f} "
+                f"points at that variance: {seeds_needed(total, POWER_HALF_WIDTH)}."
+            )
+    return lines
+
+
 def confident_shares(runs: Path) -> list[str]:
     """Where the entropy sits: the share carried by confident tokens, per task, in GRPO's runs (its
     first 10 steps: the warm-started model; and the whole run)."""
@@ -447,6 +529,7 @@ def run_experiments(runs: Path, experiments: tuple[Experiment, ...], keys: list[
             list(range(experiment.seeds)),
             runs / experiment.key,
             EVAL_N,
+            experiment.problems,
         )
 
 
@@ -492,7 +575,7 @@ def copy_identical_runs(runs: Path, experiment: Experiment, suites: Suites) -> N
                         continue
                     config = resolved(other, method, seed)
                     targets = [t for t, wanted in missing.items() if wanted == config]
-                    if not targets or not finished_as_planned(source, config["train"]["steps"]):
+                    if not targets or not finished_as_planned(source, config["train"]["steps"], experiment.problems):
                         continue
                     for target in targets:
                         with folder_written_atomically(target) as tmp:
@@ -502,10 +585,13 @@ def copy_identical_runs(runs: Path, experiment: Experiment, suites: Suites) -> N
                         del missing[target]
 
 
-def finished_as_planned(run_dir: Path, steps: int) -> bool:
-    """Trained to ``steps`` and evaluated with this suite's protocol (avg@EVAL_N on every set)."""
+def finished_as_planned(run_dir: Path, steps: int, problems: int) -> bool:
+    """Trained to ``steps`` and evaluated with this suite's protocol (avg@EVAL_N on ``problems`` of
+    every set)."""
     held_out = json.loads((run_dir / "heldout.json").read_text())
-    return trained_steps(run_dir) == steps and all(f"avg@{EVAL_N}" in scores for scores in held_out.values())
+    return trained_steps(run_dir) == steps and all(
+        f"avg@{EVAL_N}" in scores and scores["problems"] == problems for scores in held_out.values()
+    )
 
 
 def section(runs: Path, experiment: Experiment, doc: Path, figures: Path) -> tuple[list[str], Summaries, bool]:
@@ -541,6 +627,7 @@ def report(runs: Path, doc: Path, figures: Path) -> str:
         claims.append(f"- {text}\n  {verdict or 'Not tested yet: the experiments it needs have not finished.'}")
     target_lines = goals(results) or ["Not measured yet: `a-worked` has no finished EntroPIC run."]
     share_lines = confident_shares(runs) or ["Not measured yet: no finished GRPO run."]
+    power_lines = accuracy_power(runs, results) or ["Not measured yet: i-accuracy and f-baselines have no runs."]
     rival_lines = against_baselines(results) or ["Not measured yet: no finished EntroPIC run in f-baselines."]
     text = "\n".join(
         [
@@ -549,6 +636,7 @@ def report(runs: Path, doc: Path, figures: Path) -> str:
             GOALS + "\n".join(target_lines) + "\n",
             RIVALS + "\n".join(rival_lines) + "\n",
             SHARES + "\n".join(share_lines) + "\n",
+            POWER + "\n".join(power_lines) + "\n",
             *sections,
         ]
     )
@@ -591,9 +679,10 @@ RIVALS = """## EntroPIC against each baseline (f-baselines, h-off-policy)
 
 The default task, each method at its authors' released settings, on-policy (f-baselines) and with 4
 optimizer steps per rollout (h-off-policy, where Clip-Cov's clip and KL-Cov act): `entropic` minus
-the method of the same cell, paired by seed, in percentage points, with the 95% interval and who is better where the interval excludes 0 (n.d.: not
-distinguishable). Tracking error is against each run's own target (AEC: 0.3) or, for a method
-without one, EntroPIC's 0.3 nats: how far from that level the method leaves the entropy.
+the method of the same cell, paired by seed, in percentage points, with the 95% interval and who
+is better where the interval excludes 0 (n.d.: not distinguishable). Tracking error is against
+each run's own target (AEC: 0.3) or, for a method without one, EntroPIC's 0.3 nats: how far from
+that level the method leaves the entropy.
 
 """
 
@@ -602,5 +691,17 @@ SHARES = """## Where the entropy sits
 
 The share of the responses' entropy carried by tokens sampled with probability above 0.8 or 0.95
 (`entropy/confident_share@0.8`, `@0.95`): the tokens through which EntroPIC acts. From the GRPO runs.
+
+"""
+
+
+POWER = """## Accuracy with power (i-accuracy)
+
+Is EntroPIC's held-out accuracy different from GRPO's on the default task? `entropic` minus `grpo`,
+paired by seed on the same 1,000 held-out problems (avg@8 and pass@8 at T 0.6, top-p 0.95), with
+the 95% t-interval over seeds and its verdict. One seed's difference varies with the seed (training)
+and with the draw of the problems; the problems' share is the variance of the per-problem
+differences over the problems, averaged over seeds, the seeds' share the rest. From them: the seeds
+a half-width of 2 points needs at this number of problems, and with unlimited problems.
 
 """
