@@ -6,11 +6,13 @@ traceback) and writes nothing."""
 import dataclasses
 import json
 
+import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from entropic_rl.cli import main
-from entropic_rl.methods import method_class
+from entropic_rl.methods import METHODS, method_class
 from entropic_rl.tasks.datasets import FileTask
 from entropic_rl.trainer.config import Config, load_config
 
@@ -38,7 +40,49 @@ def test_any_value_of_any_field_loads_or_is_rejected_naming_the_field(field, val
     try:
         load_config(overrides=[f"{field}={value}"])
     except ValueError as exc:
-        assert field.split(".")[-1] in str(exc) or "method" in str(exc), (field, value, str(exc))
+        assert field.split(".")[-1] in str(exc), (field, value, str(exc))  # a cross-field check names both
+
+
+# Every numeric field of the configuration and of every method, with the method that has it.
+NUMERIC = sorted(
+    {
+        (f"{section}.{f.name}", None)
+        for section, value in SECTIONS.items()
+        for f in dataclasses.fields(value)
+        if "float" in str(f.type) or "int" in str(f.type)
+    }
+    | {
+        (f"method.{f.name}", name)
+        for name, cls in METHODS.items()
+        for f in dataclasses.fields(cls.config_class)
+        if "float" in str(f.type) or "int" in str(f.type)
+    },
+    key=str,
+)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", ".inf", "-.nan"])
+@pytest.mark.parametrize(("field", "method"), NUMERIC)
+def test_every_non_finite_number_is_refused_naming_its_field(field, method, value):
+    with pytest.raises(ValueError) as refused:
+        load_config(overrides=[*([f"method.name={method}"] if method else []), f"{field}={value}"])
+    assert str(refused.value).startswith(f"{field}: expected"), str(refused.value)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_default_written_out_loads_as_itself(method):
+    base = load_config(overrides=[f"method.name={method}"])
+    values = {
+        f"{s}.{f.name}": getattr(getattr(base, s), f.name)
+        for s in SECTIONS
+        for f in dataclasses.fields(getattr(base, s))
+    }
+    values |= {f"method.{f.name}": getattr(base.method, f.name) for f in dataclasses.fields(base.method)}
+    written = [
+        f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for key, value in values.items()
+    ]
+    assert load_config(overrides=[f"method.name={method}", *written]) == base
 
 
 @FUZZ

@@ -322,6 +322,8 @@ def test_cli_train_and_plot(tmp_path, capsys):
         (["rollout.sampler=vllm"], "rollout.sampler must be one of lean, generate, got 'vllm'"),
         (["rollout.cache=static"], "rollout.cache=static is the generate sampler's KV cache: set sampler=generate too"),
         (["train.clip_low=1.5"], r"train.clip_low must be <= 1 \(the ratio's lower bound"),
+        (["task.difficulty=0"], "task.difficulty must be >= 1 for arithmetic, got 0"),
+        (["task.name=countdown", "task.difficulty=1"], "task.difficulty must be >= 2 for countdown, got 1"),
     ],
 )
 def test_cli_train_bad_config_names_the_field(args, message, cli_error):

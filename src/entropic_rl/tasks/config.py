@@ -29,6 +29,9 @@ class TaskConfig:
         if self.name == "file" and not self.path:
             raise ValueError("path is required when name is file")
         resolve_template(self.template)
+        fewest = 2 if self.name == "countdown" else 1  # numbers to combine; digits per operand
+        if self.name != "file" and self.difficulty < fewest:
+            raise ValueError(f"difficulty must be >= {fewest} for {self.name}, got {self.difficulty}")
         if not self.reward_timeout > 0:
             raise ValueError(f"reward_timeout must be > 0, got {self.reward_timeout}")
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -196,10 +197,13 @@ def _coerce(value, hint, name: str):
             return value
         if option_type is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if option_type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if option_type is float and isinstance(value, str) and _is_float(value):  # YAML reads 3e-3 as a string
-            return float(value)
+        if option_type is float and not isinstance(value, bool) and (
+            isinstance(value, (int, float)) or isinstance(value, str) and _is_float(value)  # YAML reads 3e-3 as text
+        ):
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+            return number
         if option_type is str and isinstance(value, str):
             return value
         if option_type is dict and isinstance(value, dict):
