@@ -197,8 +197,13 @@ def _coerce(value, hint, name: str):
             return value
         if option_type is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if option_type is float and not isinstance(value, bool) and (
-            isinstance(value, (int, float)) or isinstance(value, str) and _is_float(value)  # YAML reads 3e-3 as text
+        if (
+            option_type is float
+            and not isinstance(value, bool)
+            and (
+                isinstance(value, (int, float))
+                or (isinstance(value, str) and _is_float(value))  # YAML reads 3e-3 as text
+            )
         ):
             number = float(value)
             if not math.isfinite(number):
