@@ -1,8 +1,9 @@
 """Kill `entropic train`, or TRL's `EntroPICGRPOTrainer`, with SIGKILL at random moments and check
 that resuming loses nothing.
 
-Each trial starts a short run, kills it (at a random moment, or as soon as a checkpoint write has
-begun), resumes it (`entropic train --resume`; TRL: `train(resume_from_checkpoint=True)`), or starts
+Each trial starts a short run, kills it (at a random moment, or in the middle of a random checkpoint
+write: the run kills itself just before that checkpoint's last file, so the moment is exact however
+busy the machine), resumes it (`entropic train --resume`; TRL: `train(resume_from_checkpoint=True)`), or starts
 it again when no checkpoint was written yet, and compares its metrics, timings aside, with an
 uninterrupted run of the same seed (TRL: its log history and the controller's final state).
 Every step is checkpointed, so random kills land in rollouts, updates and checkpoint writes alike.
@@ -44,7 +45,30 @@ RUN = [
     "log.sample_every=0",
     "log.tensorboard=false",
 ]
-ENTROPIC = [sys.executable, "-m", "entropic_rl.cli", "train"]
+ENTROPIC = [sys.executable, __file__, "--entropic-worker", "train"]
+KILL_AT = "KILL_TRIALS_AT_CHECKPOINT"  # the worker SIGKILLs itself inside the checkpoint write of this number
+
+
+def dying_before(function, calls: list[int]):
+    """``function``, but the ``KILL_AT``-th call SIGKILLs this process first (no-op without ``KILL_AT``)."""
+    kill_at = int(os.environ.get(KILL_AT, 0))
+
+    def wrapped(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return function(*args, **kwargs)
+
+    return wrapped
+
+
+def entropic_worker(args: list[str]) -> int:
+    """`entropic train ARGS` whose checkpoint writes can kill it before their manifest (written last)."""
+    from entropic_rl.cli import main
+    from entropic_rl.trainer import checkpoint
+
+    checkpoint.write_manifest = dying_before(checkpoint.write_manifest, [0])
+    return main(args)
 
 
 TRL_STATE = "entropic_controller.json"  # integrations/state_file.py: written last in a TRL checkpoint
@@ -121,9 +145,12 @@ def trl_worker(run_dir: Path, seed: int, resume: bool) -> None:
     from datasets import Dataset
     from transformers import TrainerState
 
+    from entropic_rl.integrations import trl
     from entropic_rl.integrations.state_file import load_method_state
     from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
     from entropic_rl.models import char_tokenizer, seeded_llama
+
+    trl.save_method_state = dying_before(trl.save_method_state, [0])  # the controller's state: a checkpoint's last
 
     tokenizer = char_tokenizer()
     model = seeded_llama(tokenizer, hidden=64, intermediate=128, layers=2, heads=2, kv_heads=1)
@@ -172,24 +199,21 @@ def train(trainer, run_dir: Path, seed: int, resume: bool = False) -> None:
 
 def kill_once(trainer, run_dir: Path, seed: int, mode: str, rng: random.Random, step_time: float) -> str:
     """Starts the run and SIGKILLs it: in ``random`` mode at a random moment of a random step (its
-    rollout, update or checkpoint), in ``checkpoint`` mode during a random checkpoint write.
-    Returns where it was killed."""
+    rollout, update or checkpoint), in ``checkpoint`` mode inside a random checkpoint write (the run
+    kills itself there). Returns where it was killed."""
+    target = rng.randint(0, STEPS - 1)
+    env = {**os.environ, KILL_AT: str(target + 1)} if mode == "checkpoint" else None
     process = subprocess.Popen(
-        trainer.command(run_dir, seed, resume=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        trainer.command(run_dir, seed, resume=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
-    target, seen = rng.randint(0, STEPS - 1), set()
-    while process.poll() is None:
-        if mode == "random" and trainer.progress(run_dir) >= target:
+    while mode == "random" and process.poll() is None:
+        if trainer.progress(run_dir) >= target:
             time.sleep(rng.uniform(0, step_time))
             break
-        if mode == "checkpoint":
-            seen.update(trainer.writing(run_dir))
-            if len(seen) > target:
-                break
-        time.sleep(0.001)
-    writing = bool(trainer.writing(run_dir))
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    writing = bool(trainer.writing(run_dir))
     return f"after {trainer.progress(run_dir)} steps" + (", mid-checkpoint" if writing else "")
 
 
@@ -234,9 +258,12 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="default: runs/kill-trials (TRL: runs/kill-trials-trl)")
     parser.add_argument("--trainer", choices=["entropic", "trl"], default="entropic")
     parser.add_argument("--trl-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--entropic-worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.entropic_worker:
+        return entropic_worker(args.entropic_worker)
     if args.trl_worker:
         trl_worker(args.trl_worker, args.seed, args.resume)
         return 0

@@ -1,8 +1,13 @@
 import re
 
 import pytest
+from hypothesis import settings
 
 from entropic_rl.cli import main
+
+# No Hypothesis deadline anywhere: an example's time depends on how busy the machine is, not on the code.
+settings.register_profile("entropic-rl", deadline=None)
+settings.load_profile("entropic-rl")
 
 
 @pytest.fixture(autouse=True, scope="session")

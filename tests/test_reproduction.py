@@ -14,6 +14,7 @@ import yaml
 from entropic_rl.cli import main
 from entropic_rl.trainer import gains_matrix, reproduction
 from entropic_rl.trainer.reproduction import EXPERIMENTS, report
+from entropic_rl.util import files
 from entropic_rl.util.files import held_by_this_process
 
 
@@ -366,10 +367,16 @@ def test_a_second_lane_waits_for_the_run_the_first_trains_then_goes_on(tmp_path,
             holding.set()
             release.wait()
 
+    real_wait = files.wait_until_released
+
+    def wait_once_asked(run_dir):  # the other lane finishes only once this one has started waiting for it
+        release.set()
+        real_wait(run_dir)
+
+    monkeypatch.setattr(files, "wait_until_released", wait_once_asked)
     lane = threading.Thread(target=other_lane)
     lane.start()
     holding.wait()
-    threading.Timer(0.5, release.set).start()
     args = ["reproduce", "--suite", "gains", "--only", "default", "--runs", str(runs)]
     assert main([*args, "--doc", str(tmp_path / "g.md"), "--figures", str(tmp_path / "fig")]) == 0
     lane.join()
