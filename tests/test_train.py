@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from entropic_rl.cli import main
+from entropic_rl.methods import method_class
 from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, seeded_llama
 from entropic_rl.models.sampling import RejectNonFinite, Rollout
 from entropic_rl.trainer import load_config, loop, train
@@ -472,8 +473,13 @@ def test_non_finite_logits_are_noted_without_stopping_the_sampler():
     clean.check()
 
 
-def test_auto_gains_train_and_log_kappa(tmp_path):
-    run_dir, _ = run(tmp_path, "train.steps=2", "method.gains=auto", "method.target_entropy=0.5")
+def test_auto_gains_in_the_loop_follow_the_controller_fed_the_logged_windows(tmp_path):
+    run_dir, config = run(tmp_path, "train.steps=26", "train.lr=1e-4", "method.gains=auto", "method.target_entropy=0.6")
     records = metrics(run_dir)
-    assert [r["entropic/kappa"] for r in records] == [3.0, 3.0]  # no adaptation before 20 windows
-    assert all("entropic/adapt" in r and "entropic/pinned" in r for r in records)
+    replay = method_class("entropic")(config.method).controller
+    expected = []
+    for r in records:  # one window a step: its entropy and its share of sequences with an advantage
+        replay.update(r["entropic/entropy"], 1.0, r["reward/mixed"])
+        expected.append(replay.kappa)
+    assert [r["entropic/kappa"] for r in records] == expected
+    assert expected[:20] == [3.0] * 20 and expected[-1] != 3.0  # adapts from window 21 on, not before

@@ -17,6 +17,7 @@ from trl import GRPOConfig, GRPOTrainer
 from entropic_rl.core import confident_mask, entropic_weights, policy_loss
 from entropic_rl.integrations.state_file import STATE_FILE
 from entropic_rl.integrations.trl import EntroPICGRPOConfig, EntroPICGRPOTrainer
+from entropic_rl.methods import EntroPIC
 from entropic_rl.models import char_tokenizer
 from test_train import tiny_llama
 
@@ -119,22 +120,22 @@ def test_the_loss_is_the_core_exact_entropic_loss(tmp_path, monkeypatch):
     assert not torch.equal(core_grad, torch.autograd.grad(plain, log_prob)[0])  # alpha changed the gradient
 
 
-def test_resume_restores_the_controller(tmp_path):
-    trainer = make_trainer(tmp_path, save_strategy="steps", save_steps=1)
-    trainer.train()
-    checkpoint = tmp_path / "out" / "checkpoint-2"
-    saved = json.loads((checkpoint / STATE_FILE).read_text())
-    assert saved == json.loads(json.dumps(trainer.method.state_dict()))
-    assert saved["controller"]["steps"] == 2.0
+def test_resume_restores_the_controller_to_the_uninterrupted_runs_state(tmp_path):
+    straight = make_trainer(tmp_path / "straight", steps=3, save_strategy="steps", save_steps=1)
+    straight.train()
+    checkpoint = tmp_path / "straight" / "out" / "checkpoint-2"
+    assert json.loads((checkpoint / STATE_FILE).read_text())["controller"]["steps"] == 2.0
 
-    resumed = make_trainer(tmp_path, steps=3)
+    resumed = make_trainer(tmp_path / "resumed", steps=3)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert resumed.method.controller.steps == 3.0  # two restored, one more
-    assert logged(resumed, "entropic/integral") != []
+    # two windows restored, one more: the integral and alpha of the run that was never stopped
+    assert resumed.method.controller.integral != 0.0
+    assert resumed.method.state_dict() == straight.method.state_dict()
+    assert logged(resumed, "entropic/alpha") == logged(straight, "entropic/alpha")  # the restored log and one more
 
     (checkpoint / STATE_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=STATE_FILE):
-        make_trainer(tmp_path, steps=3).train(resume_from_checkpoint=str(checkpoint))
+        make_trainer(tmp_path / "resumed", steps=3).train(resume_from_checkpoint=str(checkpoint))
 
 
 @pytest.mark.parametrize(
@@ -382,8 +383,14 @@ def test_resuming_a_finished_run_is_refused(tmp_path):
         make_trainer(tmp_path).train(resume_from_checkpoint=True)
 
 
-def test_auto_gains_through_the_trl_config(tmp_path):
-    trainer = make_trainer(tmp_path, entropic_gains="auto", entropic_target_entropy=1.0)
+def test_auto_gains_through_the_trl_config_follow_the_controller_fed_the_logged_windows(tmp_path):
+    trainer = make_trainer(tmp_path, steps=24, entropic_gains="auto", entropic_target_entropy=3.0)
     trainer.train()
     assert trainer.method.controller.gains == "auto"
-    assert logged(trainer, "entropic/kappa") == [3.0, 3.0]
+    replay = EntroPIC(trainer.args.method_config()).controller
+    kappas = []
+    for entropy in logged(trainer, "entropic/entropy"):  # mixed not logged: a window that froze kappa would differ
+        replay.update(entropy)
+        kappas.append(replay.kappa)
+    assert logged(trainer, "entropic/kappa") == kappas
+    assert kappas[:20] == [3.0] * 20 and kappas[-1] != 3.0  # adapts from window 21 on, not before

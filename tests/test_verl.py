@@ -275,12 +275,13 @@ def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_pa
     monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
     trainer._save_checkpoint()
     saved = tmp_path / "checkpoints" / "global_step_7" / STATE_FILE
-    assert json.loads(saved.read_text()) == json.loads(json.dumps(trainer.method.state_dict()))
+    at_save = json.loads(json.dumps(trainer.method.state_dict()))
+    one_step(trainer, monkeypatch, entropy_store(0.2))  # the live controller moves on after the save
 
     resumed = make_trainer(tmp_path)
     monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 7))
     resumed._load_checkpoint()
-    assert resumed.method.state_dict() == trainer.method.state_dict()
+    assert resumed.method.state_dict() == at_save != trainer.method.state_dict()
 
     saved.unlink()
     with pytest.raises(FileNotFoundError, match=STATE_FILE):
