@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -34,3 +35,18 @@ def cli_error(capsys):
         return err
 
     return run
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures written during the test, by file name, to check what they plot (still saved)."""
+    from matplotlib.figure import Figure
+
+    figures, save = {}, Figure.savefig
+
+    def recording(self, path, *args, **kwargs):
+        figures[Path(path).name] = self
+        return save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    return figures

@@ -24,7 +24,7 @@ from test_train import TINY, metrics
 SMALL = [*TINY, "train.steps=3", "method.target_entropy=0.5", "method.kp=2"]
 
 
-def test_compare_trains_evaluates_and_summarises_then_skips_what_is_done(tmp_path, monkeypatch, capsys):
+def test_compare_trains_evaluates_and_summarises_then_skips_what_is_done(tmp_path, monkeypatch, capsys, saved_figures):
     out = tmp_path / "cmp"
     args = ["compare", "--methods", "grpo,entropic", "--seeds", "2", "--out", str(out), "--eval-n", "2"]
     assert main([*args, "--eval-problems", "4", *SMALL]) == 0
@@ -38,7 +38,12 @@ def test_compare_trains_evaluates_and_summarises_then_skips_what_is_done(tmp_pat
     assert [s["run"] for s in summary["grpo"]] == ["grpo-seed0", "grpo-seed1"]
     assert summary["entropic"][0]["target"] == 0.5
     assert summary["grpo"][0]["target"] is None and summary["grpo"][0]["tracking_error"] is not None  # vs 0.5
-    assert (out / "compare.png").stat().st_size > 10_000
+    entropy, accuracy = saved_figures["compare.png"].axes  # per method: the mean over seeds of a 3-step mean
+    for ax, key in ((entropy, "entropy/mean"), (accuracy, "reward/accuracy")):
+        assert [line.get_label() for line in ax.lines] == ["grpo (2 seeds)", "entropic (2 seeds)"]
+        for line, method in zip(ax.lines, ("grpo", "entropic"), strict=True):
+            runs = [[r[key] for r in metrics(out / f"{method}-seed{seed}")] for seed in (0, 1)]
+            assert line.get_ydata() == pytest.approx([sum(sum(run) / 3 for run in runs) / 2])
     assert "compare.md" in capsys.readouterr().out
 
     monkeypatch.setattr(loop, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))

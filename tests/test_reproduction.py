@@ -42,7 +42,7 @@ def fake_run(
     (run_dir / "heldout.json").write_text(json.dumps({"heldout": {"avg@8": avg, "pass@8": passed, "problems": 200}}))
 
 
-def test_report_states_verdicts_from_the_runs(tmp_path):
+def test_report_states_verdicts_from_the_runs(tmp_path, saved_figures):
     runs = tmp_path / "runs"
     for seed, wiggle in enumerate((0.0, 0.002, -0.002)):
         a = runs / "a-default"
@@ -85,8 +85,17 @@ def test_report_states_verdicts_from_the_runs(tmp_path):
     assert "| `nsr`, f-baselines (3 seeds) | -66.22 ± 1.91 (EntroPIC) | +0.00 ± 0.50 (n.d.) |" in text
     assert "| `kl-cov`, h-off-policy (3 seeds) | -49.56 ± 1.91 (EntroPIC) |" in text  # its own cell's entropic
     for key in ("a-default", "c-off-policy", "f-baselines", "h-off-policy"):
-        assert (figures / f"{key}.png").stat().st_size > 10_000
+        methods = [
+            m for m in next(e for e in EXPERIMENTS if e.key == key).methods if (runs / key / f"{m}-seed0").is_dir()
+        ]
+        assert [line.get_label() for line in saved_figures[f"{key}.png"].axes[0].lines] == [
+            f"{m} (3 seeds)" for m in methods
+        ]
         assert f"](figures/reproduction/{key}.png)" in text
+    grpo, entropic = saved_figures["a-default.png"].axes[0].lines  # seeds' entropies 0.06 and 0.306, +-0.002
+    assert list(grpo.get_ydata()) == pytest.approx([0.06] * 36) and list(entropic.get_ydata()) == pytest.approx(
+        [0.306] * 36
+    )
     assert text.count("**Not run yet.**") == 6  # a-worked, b-targets, d-threshold, e-reference, i-accuracy, g-smollm2
     assert "entropic compare --config configs/worked.yaml --methods grpo,entropic" in text
     # a comparison short of seeds says so
@@ -212,7 +221,7 @@ def fake_sweep(cell: Path) -> None:
             fake_run(cell / f"{row}-seed{seed}", [entropy + wiggle] * 40, target, 0.8, 0.9, logged)
 
 
-def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
+def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path, saved_figures):
     runs = tmp_path / "runs"
     fake_sweep(runs / "default")
     doc = tmp_path / "gains-matrix.md"
@@ -235,7 +244,7 @@ def test_gains_matrix_reports_each_goal_from_the_runs(tmp_path):
     assert "**Not met in `default`: the condition" in text  # AEC is more precise here
     assert text.count("**Not run yet.**") == len(gains_matrix.CELLS) - 1
     assert "| `lr-low` | 0.3 | - |" in text
-    assert (tmp_path / "fig" / "default.png").stat().st_size > 10_000
+    assert saved_figures["default.png"].axes[0].lines  # the cell's figure plots its rows
 
 
 def test_gains_matrix_judges_the_1_5x_goal_on_the_confirmation_seeds(tmp_path):

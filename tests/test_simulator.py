@@ -102,7 +102,7 @@ def test_every_experiment_builds_valid_configs():
             replace(SimConfig(), **run.overrides)
 
 
-def test_cli_simulate_end_to_end(tmp_path, capsys):
+def test_cli_simulate_end_to_end(tmp_path, capsys, saved_figures):
     out = tmp_path / "sim"
     code = main(
         [
@@ -123,7 +123,9 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
     expected = [(run.group, run.label) for run in experiment_runs("control")]
     assert [(row["group"], row["label"]) for row in report["rows"]] == expected
     assert all(len(r["per_seed"]) == 2 for r in report["rows"])
-    assert (out / "simulate_control.png").stat().st_size > 10_000
+    entropy_row = saved_figures["simulate_control.png"].axes[: len({run.group for run in experiment_runs("control")})]
+    plotted = [(ax.get_title(), line.get_label()) for ax in entropy_row for line in ax.lines]
+    assert [p for p in plotted if not p[1].startswith("_")] == expected  # one curve per row, in its group's panel
     assert json.loads((out / "summary.json").read_text())["rows"] == report["rows"]
 
 

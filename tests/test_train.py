@@ -299,7 +299,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002"]
 
 
-def test_cli_train_and_plot(tmp_path, capsys):
+def test_cli_train_and_plot(tmp_path, capsys, saved_figures):
     out = tmp_path / "cli"
     assert main(["train", *TINY, "train.steps=2", f"log.out_dir={out}"]) == 0
     printed = capsys.readouterr().out
@@ -308,8 +308,12 @@ def test_cli_train_and_plot(tmp_path, capsys):
     assert (out / "config.yaml").read_text().startswith("# from: preset embedded (")
     assert load_config(out / "config.yaml").method.kp == 10.0
     assert main(["plot", str(out), str(out), "--out", str(tmp_path / "p.png")]) == 0
-    assert (tmp_path / "p.png").stat().st_size > 10_000
-    assert "figure:" in capsys.readouterr().out
+    assert (tmp_path / "p.png").is_file() and "figure:" in capsys.readouterr().out
+    records = metrics(out)
+    panels = saved_figures["p.png"].axes  # entropy, alpha, reward, accuracy; the run twice, 2 steps (no smoothing)
+    for ax, key in zip(panels, ("entropy/mean", "entropic/alpha", "reward/mean", "reward/accuracy"), strict=True):
+        assert [line.get_label() for line in ax.lines] == ["cli (entropic)"] * 2
+        assert list(ax.lines[1].get_ydata()) == [r[key] for r in records]
 
 
 @pytest.mark.parametrize(
