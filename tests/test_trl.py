@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import torch
+
+pytest.importorskip("trl", reason="the optional TRL extra (pip install -e '.[trl]')")
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 

@@ -11,6 +11,8 @@ from unittest import mock
 
 import pytest
 import torch
+
+pytest.importorskip("verl", reason="the optional verl extra (pip install -e '.[verl]')")
 import verl
 from hydra import compose, initialize_config_dir
 from ray import cloudpickle
