@@ -202,3 +202,18 @@ def test_threads_share_the_worker_safely():
 def test_bad_timeout_is_a_programming_error():
     with pytest.raises(ValueError, match="timeout_s must be > 0"):
         check_math(r"\boxed{1}", "1", timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    ("response", "check", "scores"),  # the score against the gold 3, then against the gold 4
+    [
+        (r"\boxed{3, 4}", check_math, (0.0, 0.0)),
+        (r"\boxed{3 \text{ or } 4}", check_math, (0.0, 0.0)),
+        (r"\boxed{3} or \boxed{4}", check_math, (0.0, 1.0)),  # the last box is the answer
+        ("#### 3\n#### 4", check_number, (0.0, 1.0)),  # the last marker's number
+        ("#### 3 #### 4", check_number, (0.0, 1.0)),
+        ("#### 3 or 4", check_number, (1.0, 0.0)),  # the first number after the marker
+    ],
+)
+def test_an_answer_that_hedges_between_two_numbers_scores_for_one_at_most(response, check, scores):
+    assert (check(response, "3").score, check(response, "4").score) == scores

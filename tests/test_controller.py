@@ -74,6 +74,17 @@ def test_saturation_and_anti_windup_on_a_long_excursion():
     assert without.update(0.05) == 1.0  # wound-up integral keeps alpha pinned: overshoot
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_anti_windup_releases_an_error_that_pulls_a_saturated_alpha_back(sign):
+    # The integral alone holds alpha at a bound (I 5 sign, K_i 1): an error towards the bound is not
+    # integrated (the integral would wind up further), one away from it is, although alpha stays at the bound.
+    c = PIController(1.0, kp=0.1, ki=1.0)
+    c.integral = 5.0 * sign
+    assert c.update(1.0 + 0.1 * sign) == sign and c.integral == 5.0 * sign and c.pinned == 1  # held
+    assert c.update(1.0 - 0.1 * sign) == sign and c.saturated  # p -0.01 sign + i 5 sign: still at the bound
+    assert c.integral == pytest.approx(4.9 * sign) and c.pinned == 0  # released: the error was integrated
+
+
 def test_bounds_are_respected():
     c = PIController(0.0, kp=100.0, alpha_min=-0.3, alpha_max=0.2)
     assert c.update(5.0) == 0.2
@@ -293,6 +304,32 @@ def test_auto_gain_rises_for_a_persistent_error():
         c.update(1.1)  # the sign agrees with both lags: s = 1
         assert c.adapt == 1.0
         assert c.kappa == pytest.approx(3.0 * math.exp(0.06 * n))
+
+
+def test_auto_gain_and_integral_scale_with_the_windows_weight():
+    c = auto()
+    for _ in range(20):
+        c.update(1.1)  # kappa 3; the integral grows by 3 / 80 * 0.1 a window
+    integral = c.integral
+    assert integral == pytest.approx(20 * 3 / 80 * 0.1)
+    c.update(1.1, weight=0.5)  # half an optimizer step: half the gain's step and half the integral's
+    assert c.kappa == pytest.approx(3.0 * math.exp(0.06 * 0.5))
+    assert c.integral == pytest.approx(integral + 0.5 * c.kappa / 80 * 0.1)
+    assert c.steps == 20.5
+
+
+def test_auto_gains_follow_a_target_schedule_in_relative_error():
+    # The target falls 1.0 -> 0.5 over 5 optimizer steps; a constant entropy 1.1 is a relative error
+    # of 0.1 at step 0 and 1.2 at step 5: alpha is kappa times it plus the integral of the steps before.
+    c = auto(target=None, schedule={"kind": "linear", "start": 1.0, "end": 0.5, "steps": 5})
+    assert c.update(1.1) == pytest.approx(3 * 0.1)
+    relatives = [0.1]
+    for step in range(1, 6):
+        relative = (1.1 - (1.0 - 0.1 * step)) / (1.0 - 0.1 * step)
+        alpha = c.update(1.1)
+        assert c.metrics()["target"] == pytest.approx(1.0 - 0.1 * step)
+        assert alpha == pytest.approx(min(3 * relative + sum(3 / 80 * r for r in relatives), 1.0))
+        relatives.append(relative)
 
 
 def square_wave(half_period: int, windows: int) -> list[float]:
