@@ -477,6 +477,23 @@ def test_non_finite_logits_are_noted_without_stopping_the_sampler():
     clean.check()
 
 
+def no_reward(response, example):
+    return 0.0
+
+
+def test_auto_gains_freeze_kappa_in_the_loop_when_no_sequence_has_an_advantage(tmp_path):
+    run_dir, config = run(
+        tmp_path, "train.steps=24", "task.reward=test_train:no_reward", "method.gains=auto", "method.target_entropy=0.6"
+    )
+    records = metrics(run_dir)
+    assert all(r["reward/mixed"] == 0.0 for r in records)
+    assert [r["entropic/kappa"] for r in records] == [3.0] * 24  # frozen: no window had a gradient to act through
+    unaware = method_class("entropic")(config.method).controller
+    for r in records:  # the same windows without their share of moving sequences
+        unaware.update(r["entropic/entropy"])
+    assert unaware.kappa != 3.0  # would have adapted
+
+
 def test_auto_gains_in_the_loop_follow_the_controller_fed_the_logged_windows(tmp_path):
     run_dir, config = run(tmp_path, "train.steps=26", "train.lr=1e-4", "method.gains=auto", "method.target_entropy=0.6")
     records = metrics(run_dir)

@@ -385,6 +385,17 @@ def test_resuming_a_finished_run_is_refused(tmp_path):
         make_trainer(tmp_path).train(resume_from_checkpoint=True)
 
 
+def test_auto_gains_freeze_kappa_in_trl_when_no_sequence_has_an_advantage(tmp_path):
+    trainer = make_trainer(tmp_path, steps=24, entropic_gains="auto", entropic_target_entropy=3.0)
+    trainer.reward_funcs = [lambda completions, **_: [0.0] * len(completions)]  # every group uniform
+    trainer.train()
+    assert logged(trainer, "entropic/kappa") == [3.0] * 24
+    unaware = EntroPIC(trainer.args.method_config()).controller
+    for entropy in logged(trainer, "entropic/entropy"):  # the same windows without their share of moving sequences
+        unaware.update(entropy)
+    assert unaware.kappa != 3.0  # would have adapted
+
+
 def test_auto_gains_through_the_trl_config_follow_the_controller_fed_the_logged_windows(tmp_path):
     trainer = make_trainer(tmp_path, steps=24, entropic_gains="auto", entropic_target_entropy=3.0)
     trainer.train()
