@@ -142,3 +142,41 @@ def test_reference_aggregate_leaves_out_rows_without_tokens(mode, expected):
         pytest.approx(expected)
     )
     assert reference_aggregate(values, torch.zeros_like(mask), mode).item() == 0.0
+
+
+@pytest.mark.parametrize("mode", ["seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_the_reference_flavour_in_the_trainer_equals_the_authors_update_on_its_micro_batches(
+    tmp_path, monkeypatch, mode
+):
+    # The trainer's micro-batches (sorted by length, trimmed to their longest response) are the authors',
+    # padded to the configured response length as their tensors are; alpha and loss equal theirs.
+    from entropic_rl.methods import EntroPICReference as Reference
+    from test_train import run
+
+    seen, real_loss = [], Reference.loss
+
+    def recording(self, micro):
+        loss, metrics = real_loss(self, micro)
+        seen.append((micro, loss.detach(), self.metrics()["entropic/alpha"]))
+        return loss, metrics
+
+    monkeypatch.setattr(Reference, "loss", recording)
+    settings = ["method.target_entropy=0.5", "method.kp=2", "method.ki=0.5", "method.threshold=0.9"]
+    _, config = run(tmp_path, "train.steps=2", "method.name=entropic-reference", f"train.agg={mode}", *settings)
+    width, rows = config.rollout.max_new_tokens, config.rollout.prompts_per_step * config.rollout.group_size
+    state, without_confident = {"integral": 0.0}, 0
+    for micro, loss, alpha in seen:
+        pad = [torch.nn.functional.pad(x.detach(), (0, width - x.shape[1])) for x in (micro.log_prob, micro.mask)]
+        log_prob, mask = pad[0].requires_grad_(), pad[1]
+        old, adv, entropy = (
+            torch.nn.functional.pad(x, (0, width - x.shape[1]))
+            for x in (micro.old_log_prob, micro.advantages, micro.entropy.detach())
+        )
+        theirs, their_alpha = authors_micro_batch(
+            state, log_prob, old, adv, mask, entropy, mode, rows, 0.5, 2.0, 0.5, 0.9
+        )
+        assert alpha == pytest.approx(their_alpha, abs=1e-6)
+        torch.testing.assert_close(loss, theirs.detach(), rtol=1e-5, atol=1e-6)
+        without_confident += int((((log_prob > math.log(0.9)) & (mask > 0)).sum(-1) == 0).sum())
+    assert len(seen) == 6 and micro.log_prob.shape[1] < width  # 3 micro-batches a step, trimmed
+    assert without_confident > 0  # rows the authors' means leave out of the adjustment
