@@ -259,6 +259,22 @@ def test_a_rollout_serving_several_optimizer_steps_integrates_each(tmp_path, mon
     assert trainer.method.metrics()["entropic/integral"] == pytest.approx(4 * 0.3)
 
 
+def test_the_optimizer_steps_of_a_rollout_count_its_samples_per_prompt(tmp_path, monkeypatch):
+    # ppo_mini_batch_size counts prompts: with rollout.n 2 a mini-batch of 1 prompt is 2 sequences, so the
+    # batch of 2 sequences is one optimizer step (as many as verl takes), not two.
+    trainer = make_trainer(tmp_path, "actor_rollout_ref.actor.ppo_mini_batch_size=1", "actor_rollout_ref.rollout.n=2")
+    one_step(trainer, monkeypatch, entropy_store(0.5))
+    assert trainer.method.controller.steps == 1
+    assert trainer.method.metrics()["entropic/integral"] == pytest.approx(0.3)
+
+
+def test_bypass_mode_without_the_old_policys_entropy_is_refused(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path)
+    monkeypatch.setattr(PPOTrainerSync, "_compute_old_log_prob", lambda self, batch, metrics: batch)  # no entropy
+    with pytest.raises(ValueError, match="algorithm.rollout_correction.bypass_mode=false"):
+        trainer._compute_old_log_prob(SimpleNamespace(keys=[], partition_id="train"), {})
+
+
 def test_gains_auto_adapts_only_while_some_sequences_carry_an_advantage(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, "+actor_rollout_ref.actor.policy_loss.gains=auto")
     for _ in range(25):  # a persistent small error, alpha unsaturated: kappa rises from window 21 on
@@ -288,6 +304,22 @@ def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_pa
     saved.unlink()
     with pytest.raises(FileNotFoundError, match=STATE_FILE):
         make_trainer(tmp_path)._load_checkpoint()
+
+
+def test_resume_path_restores_the_controller_from_that_folder(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path)
+    one_step(trainer, monkeypatch, entropy_store(0.5))
+    trainer.global_steps = 3
+    monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
+    trainer._save_checkpoint()
+    at_save = json.loads(json.dumps(trainer.method.state_dict()))
+    elsewhere = tmp_path / "elsewhere" / "global_step_3"
+    (tmp_path / "checkpoints" / "global_step_3").rename(elsewhere.parent.mkdir(parents=True) or elsewhere)
+
+    resumed = make_trainer(tmp_path, "trainer.resume_mode=resume_path", f"trainer.resume_from_path={elsewhere}")
+    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 3))
+    resumed._load_checkpoint()  # nothing is left in default_local_dir: only resume_from_path has it
+    assert resumed.method.state_dict() == at_save
 
 
 def test_the_advantage_fallback_reweights_with_the_old_policy(tmp_path, monkeypatch):
@@ -334,3 +366,51 @@ def test_alpha_in_the_batch_meta_data_reaches_every_micro_batch(dynamic):
         micro_batches, _ = prepare_micro_batches(mini)
         seen += [tu.get_non_tensor_data(micro, plugin.STEP_STATE_KEY, None) for micro in micro_batches]
     assert len(seen) >= 8 and set(seen) == {json.dumps({"alpha": 0.37})}
+
+
+def test_the_worker_loss_runs_verls_ppo_loss_with_the_global_batch_normaliser(actor_config):
+    # verl's real ppo_loss on one micro-batch of a global batch twice its size: its responses laid out as
+    # verl's workers have them (no padding, one log-prob a sequence position, shifted by one), and the
+    # global token count for token-mean. The loss is the core exact loss with that denominator.
+    log_prob, old, adv, mask = rollout(seed=3, on_policy=False)
+    lengths = [int(n) for n in mask.sum(1)]
+    flat = torch.cat(
+        [torch.cat([torch.zeros(1), log_prob[i, :n].detach(), torch.zeros(1)]) for i, n in enumerate(lengths)]
+    )
+    flat.requires_grad_()
+    data = TensorDict(
+        {
+            "prompts": nested([[1, 2]] * len(lengths)),
+            "responses": nested([[5] * n for n in lengths]),
+            "response_mask": nested([[1] * n for n in lengths]),
+            "old_log_probs": nested([old[i, :n].tolist() for i, n in enumerate(lengths)]),
+            "advantages": nested([adv[i, :n].tolist() for i, n in enumerate(lengths)]),
+        },
+        batch_size=len(lengths),
+    )
+    tokens = sum(lengths)
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=2 * tokens, global_batch_size=2 * len(lengths))
+    tu.assign_non_tensor(data, **{plugin.STEP_STATE_KEY: json.dumps({"alpha": -0.8})})
+    loss, _ = plugin.EntroPICWorkerLoss(actor_config)({"log_probs": flat}, data)
+
+    width = max(lengths)
+    starts = torch.tensor([0, *torch.tensor(lengths).add(2).cumsum(0).tolist()[:-1]])
+    ours = torch.stack(
+        [torch.nn.functional.pad(flat[s + 1 : s + 1 + n], (0, width - n)) for s, n in zip(starts.tolist(), lengths)]
+    )
+    core, _ = policy_loss(
+        ours,
+        old[:, :width] * mask[:, :width],
+        adv[:, :width] * mask[:, :width],
+        mask[:, :width],
+        clip_low=actor_config.clip_ratio_low,
+        clip_high=actor_config.clip_ratio_high,
+        clip_c=actor_config.clip_ratio_c,
+        alpha=-0.8,
+        threshold=actor_config.policy_loss.threshold,
+        denominator=2.0 * tokens,  # the global batch's tokens: half this micro-batch's mean
+    )
+    torch.testing.assert_close(loss, core)
+    grads = [torch.autograd.grad(value, flat, retain_graph=True)[0] for value in (loss, core)]
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
