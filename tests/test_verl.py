@@ -271,7 +271,7 @@ def test_the_optimizer_steps_of_a_rollout_count_its_samples_per_prompt(tmp_path,
 def test_bypass_mode_without_the_old_policys_entropy_is_refused(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path)
     monkeypatch.setattr(PPOTrainerSync, "_compute_old_log_prob", lambda self, batch, metrics: batch)  # no entropy
-    with pytest.raises(ValueError, match="algorithm.rollout_correction.bypass_mode=false"):
+    with pytest.raises(ValueError, match=r"algorithm\.rollout_correction\.bypass_mode=false"):
         trainer._compute_old_log_prob(SimpleNamespace(keys=[], partition_id="train"), {})
 
 
@@ -396,7 +396,10 @@ def test_the_worker_loss_runs_verls_ppo_loss_with_the_global_batch_normaliser(ac
     width = max(lengths)
     starts = torch.tensor([0, *torch.tensor(lengths).add(2).cumsum(0).tolist()[:-1]])
     ours = torch.stack(
-        [torch.nn.functional.pad(flat[s + 1 : s + 1 + n], (0, width - n)) for s, n in zip(starts.tolist(), lengths)]
+        [
+            torch.nn.functional.pad(flat[s + 1 : s + 1 + n], (0, width - n))
+            for s, n in zip(starts.tolist(), lengths, strict=True)
+        ]
     )
     core, _ = policy_loss(
         ours,
