@@ -96,10 +96,13 @@ def test_bad_config_names_the_field(kwargs, message):
         SimConfig(**kwargs)
 
 
-def test_every_experiment_builds_valid_configs():
+def test_every_experiment_builds_valid_configs_with_its_settings():
     for name in EXPERIMENTS:
-        for run in experiment_runs(name):
-            replace(SimConfig(), **run.overrides)
+        runs = experiment_runs(name)
+        assert runs, name
+        for run in runs:
+            config = replace(SimConfig(), **run.overrides)  # validated by SimConfig.__post_init__
+            assert {key: getattr(config, key) for key in run.overrides} == run.overrides, (name, run.label)
 
 
 def test_cli_simulate_end_to_end(tmp_path, capsys, saved_figures):
