@@ -79,10 +79,11 @@ EXPERIMENTS = (
         "a-worked",
         "EntroPIC against GRPO (and AEC) on worked 3-digit addition",
         WORKED,
-        ("grpo", "entropic", "aec:target_entropy=0.1", "entropic:gains=auto"),
+        ("grpo", "entropic", "aec:target_entropy=0.1", "entropic:gains=auto", "aec-trl:target_entropy=0.1"),
         about="The LLM-like task: the response works the sum out with its carries in one of several "
         "equivalent phrasings, and only the final number is checked (docs/training.md). Target 0.1 nats; "
-        "`entropic` with fixed gains K_p 10, K_i 0.1 and with `gains: auto` (docs/control.md).",
+        "`entropic` with fixed gains K_p 10, K_i 0.1 and with `gains: auto` (docs/control.md); AEC at "
+        "Skywork-OR1's settings (`aec`) and at TRL's (`aec-trl`).",
         overrides=FIXED,
     ),
     Experiment(
@@ -368,7 +369,7 @@ def goal_lines(name: str, runs: Summaries) -> list[str]:
         f"- `{name}`: alpha saturated on at most {GOAL_SATURATED:.0%} of steps (over the whole run): "
         f"{values(entropic, 'saturated')}, **{met[below_verdict(column(entropic, 'saturated'), GOAL_SATURATED)]}**.",
     ]
-    for rival in ("aec:target_entropy=0.1", "grpo"):
+    for rival in ("aec:target_entropy=0.1", "aec-trl:target_entropy=0.1", "grpo"):
         if rival not in runs:
             continue
         for key, label, better in (
