@@ -111,6 +111,7 @@ def test_goals_on_worked_addition(tmp_path):
         fake_run(a / f"grpo-seed{seed}", [0.03 + wiggle] * 60, None, 0.6, 0.9)
         fake_run(a / f"entropic-seed{seed}", [0.2] * 5 + [0.102 + wiggle] * 55, 0.1, 0.6, 0.9 + wiggle)
         fake_run(a / f"aec:target_entropy=0.1-seed{seed}", [0.13 + wiggle] * 60, None, 0.6, 0.9)
+        fake_run(a / f"aec-trl:target_entropy=0.1-seed{seed}", [0.101] * 60, None, 0.6, 0.9)  # 1% off
     text = report(runs, tmp_path / "r.md", tmp_path / "fig")
     goals = text.split("## Goals on worked addition")[1].split("## Where")[0]
     assert "`entropic`: tracking error at most 5%: 2.0% ± 2.5%, **met**" in goals
@@ -122,6 +123,7 @@ def test_goals_on_worked_addition(tmp_path):
     assert (
         "`entropic`'s tracking error against `aec:target_entropy=0.1`'s, lower or equal: -28.00 ± 0.00 points" in goals
     )
+    assert "`entropic`'s tracking error against `aec-trl:target_entropy=0.1`'s, lower or equal: +1.00 ± " in goals
     assert (
         "`entropic`'s pass@8 against `grpo`'s, higher or equal: +0.00 ± 0.25 points over 3 seed(s), not distinguishable"
         in goals
