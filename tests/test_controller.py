@@ -1,7 +1,9 @@
+import dataclasses
 import json
 import math
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -266,6 +268,65 @@ def test_entropic_method_skips_an_empty_window_and_integrates_each_step_a_window
     assert method.step_state() == {"alpha": pytest.approx(2 * 0.3)}
     assert method.metrics()["entropic/integral"] == pytest.approx(3 * 0.3)
     assert method.controller.steps == 4  # the skipped step counts: the schedule moves on
+
+
+# ---- the second actuator: the threshold moved while alpha is pinned (split-range control) ----
+
+
+def split_range(**kwargs):
+    config = EntroPICConfig(
+        target_entropy=1.0, kp=10.0, ki=0.0, second_actuator="threshold", threshold_floor=0.55, threshold_windows=4
+    )
+    return EntroPIC(dataclasses.replace(config, **kwargs), LossSettings())
+
+
+def window(entropy):
+    return Window(entropy_sum=entropy, token_count=1.0)
+
+
+def test_the_threshold_moves_to_its_floor_while_alpha_is_pinned_and_back_when_it_is_not():
+    method = split_range()  # (0.95 - 0.55) / 4 windows: 0.1 a window
+    thresholds = []
+    # far below the target: pinned at -1 (down to the floor); far above: pinned at +1 (stays there);
+    # just above: alpha 0.5, inside its bounds (back up to the setting)
+    for entropy in [0.5] * 5 + [1.2] + [1.05] * 5:
+        method.update(window(entropy))
+        thresholds.append(method.threshold)
+    assert thresholds == pytest.approx([0.85, 0.75, 0.65, 0.55, 0.55, 0.55, 0.65, 0.75, 0.85, 0.95, 0.95])
+    assert method.metrics()["entropic/threshold"] == pytest.approx(0.95)
+
+    held = split_range(ki=1.0)
+    for _ in range(2):
+        held.update(window(0.5))  # pinned: 0.85, 0.75
+    held.controller.integral = 5.0  # the integral alone holds alpha at +1 ...
+    held.update(window(0.95))  # ... while the error (-0.05) pulls it back: the threshold holds
+    assert held.alpha == 1.0 and held.threshold == pytest.approx(0.75)
+
+
+def test_the_moved_threshold_decides_which_tokens_are_confident_here_and_in_the_plug_ins():
+    method = split_range()
+    log_prob, advantages, mask = torch.log(torch.tensor([[0.7, 0.99]])), torch.ones(1, 2), torch.ones(1, 2)
+    assert method.advantage_weights(log_prob, advantages, mask)[1]["entropic/confident_frac"] == 0.5  # 0.99 only
+    for _ in range(3):
+        method.update(window(0.5))  # pinned: 0.95 -> 0.65
+    worker = split_range()  # a plug-in's worker gets alpha and the threshold in the step state
+    worker.load_step_state(json.loads(json.dumps(method.step_state())))
+    weights, metrics = worker.advantage_weights(log_prob, advantages, mask)
+    assert metrics["entropic/confident_frac"] == 1.0 and weights.tolist() == [[0.0, 0.0]]  # alpha -1 on both
+    resumed = split_range()
+    resumed.load_state_dict(json.loads(json.dumps(method.state_dict())))
+    assert resumed.threshold == method.threshold == pytest.approx(0.65)
+
+
+def test_without_saturation_the_second_actuator_changes_nothing():
+    plain, split = EntroPIC(EntroPICConfig(target_entropy=1.0, kp=1.0), LossSettings()), split_range(kp=1.0, ki=0.01)
+    plain_metrics = []
+    for entropy in (0.6, 0.9, 1.3, 1.1, 0.95):  # alpha within (-1, 1) throughout
+        plain.update(window(entropy))
+        split.update(window(entropy))
+        plain_metrics.append(plain.metrics())
+        assert split.threshold == 0.95 and split.metrics() == plain_metrics[-1] | {"entropic/threshold": 0.95}
+    assert plain.step_state() == {"alpha": split.alpha}
 
 
 # ---- gains="auto": the sign-correlation gain adaptation (docs/control.md) ----

@@ -11,6 +11,7 @@ from entropic_rl.models import autocast, char_tokenizer, generate, load_policy, 
 from entropic_rl.models.sampling import RejectNonFinite, Rollout
 from entropic_rl.trainer import load_config, loop, train
 from entropic_rl.trainer.checkpoint import latest_checkpoint
+from entropic_rl.trainer.compare import method_overrides
 
 # 1-digit addition with a short warm start: fast, and the model is right often enough that
 # groups are mixed, so training really changes the model.
@@ -119,12 +120,23 @@ def test_kl_cov_on_policy_warns_that_it_trains_as_grpo(tmp_path, capsys):
     )
 
 
-@pytest.mark.parametrize("method", ["entropic", "entropic-reference", "aec", "aec-trl", "aent", "clip-cov"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "entropic",
+        "entropic:second_actuator=threshold:threshold_windows=2",  # the threshold moves: its state resumes too
+        "entropic-reference",
+        "aec",
+        "aec-trl",
+        "aent",
+        "clip-cov",
+    ],
+)
 def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, method):
     args = (
         "train.steps=6",
-        f"method.name={method}",
-        *ACTIVE[method],
+        *method_overrides(method),
+        *ACTIVE[method.split(":")[0]],
         "train.mini_batches=2",
         "train.kl_coef=0.1",
     )
@@ -149,6 +161,17 @@ def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, 
     expected, got = untimed(metrics(straight)), untimed(metrics(resumed))
     assert got == expected
     assert any(r["optim/grad_norm"] > 0 for r in expected[4:])  # the resumed steps really trained
+    if "second_actuator" in method:
+        assert expected[-1]["entropic/threshold"] < 0.95  # alpha was pinned: the threshold moved
+
+
+def test_the_second_actuator_changes_no_run_whose_alpha_never_saturates(tmp_path):
+    args = ("train.steps=4", "train.lr=1e-4", "method.target_entropy=0.6", "method.kp=1", "method.ki=0.01")
+    plain, _ = run(tmp_path, *args, name="plain")
+    split, config = run(tmp_path, *args, "method.second_actuator=threshold", name="split")
+    records = untimed(metrics(plain))
+    assert all(not r["entropic/saturated"] for r in records)
+    assert untimed(metrics(split)) == [r | {"entropic/threshold": config.method.threshold} for r in records]
 
 
 @pytest.mark.parametrize("method", ["grpo", "entropic", "entropic-reference"])

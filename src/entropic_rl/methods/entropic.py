@@ -23,9 +23,10 @@ from entropic_rl.core import PIController, confident_mask, entropic_weights, pol
 from entropic_rl.core.controller import AUTHORS_GAINS, check_settings, resolve_gains
 from entropic_rl.core.losses import NORMALIZE_MODES
 from entropic_rl.methods.base import LossSettings, Method, MethodConfig, MicroBatch, Window, loss_metrics
-from entropic_rl.util.options import option
+from entropic_rl.util.options import check_choice, option
 
 logger = logging.getLogger(__name__)
+SECOND_ACTUATORS = ("none", "threshold")
 
 
 @dataclass
@@ -60,9 +61,23 @@ class EntroPICConfig(EntroPICControl):
     normalize: str = option(
         "exact", "exact: confident-token weights 1 +- alpha; reference: the authors' 1 +- alpha*kappa"
     )
+    second_actuator: str = option(
+        "none",
+        "none | threshold: while alpha is pinned at a bound with the error pushing it out, the threshold moves "
+        "toward threshold_floor (more tokens reweighted), and back to its setting once alpha is inside its bounds",
+    )
+    threshold_floor: float = option(0.5, "second_actuator threshold: the lowest the threshold goes")
+    threshold_windows: int = option(
+        20, "second_actuator threshold: optimizer steps to move the threshold between its setting and the floor"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("second_actuator", self.second_actuator, SECOND_ACTUATORS)
+        if not 0.0 <= self.threshold_floor <= self.threshold:
+            raise ValueError(f"threshold_floor must be in [0, threshold], got {self.threshold_floor}")
+        if self.threshold_windows < 1:
+            raise ValueError(f"threshold_windows must be >= 1, got {self.threshold_windows}")
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         # an explicit gains auto leaves kp and ki alone: a configuration below it may have set them
@@ -132,6 +147,7 @@ class EntroPIC(Method):
         super().__init__(config, loss_settings)
         self.controller = self._controller()
         self.alpha = self.controller.alpha
+        self.threshold = config.threshold  # moved only by the second actuator
         self.warned = False  # the authority diagnostic is given once a run
 
     def _controller(self) -> PIController:
@@ -156,9 +172,22 @@ class EntroPIC(Method):
 
     def update(self, window: Window) -> None:
         self.alpha = self.controller.update(window.entropy, weight=window.optimizer_steps, mixed=window.mixed)
+        if self.moves_threshold:
+            self._move_threshold(window.optimizer_steps)
         if self.controller.no_authority and not self.warned:
             self.warned = True
-            logger.warning(authority_message(self.controller, self.config.threshold))
+            logger.warning(authority_message(self.controller, self.threshold))
+
+    def _move_threshold(self, steps: float) -> None:
+        """Split-range control: the threshold is the second valve. While alpha is pinned with the error
+        pushing it out, it moves toward the floor (the confident tokens widen); while alpha is inside its
+        bounds, back toward its setting; at a bound with the error pulling alpha back, it holds."""
+        c, ctrl = self.config, self.controller
+        step = (c.threshold - c.threshold_floor) / c.threshold_windows * steps
+        if ctrl.pinned > 0:
+            self.threshold = max(self.threshold - step, c.threshold_floor)
+        elif not ctrl.saturated:
+            self.threshold = min(self.threshold + step, c.threshold)
 
     def loss(self, micro_batch: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self._loss(micro_batch, self.alpha, self.config.normalize)
@@ -171,7 +200,7 @@ class EntroPIC(Method):
             mb.advantages,
             mb.mask,
             alpha=alpha,
-            threshold=self.config.threshold,
+            threshold=self.threshold,
             normalize=normalize,
             denominator=mb.denominator if exact else None,
             max_len=self.loss_settings.max_len,
@@ -182,25 +211,34 @@ class EntroPIC(Method):
     def advantage_weights(
         self, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        confident = confident_mask(log_prob, mask, self.config.threshold)
+        confident = confident_mask(log_prob, mask, self.threshold)
         confident_frac = confident.sum() / mask.sum().clamp(min=1.0)
         return entropic_weights(advantages, confident, self.alpha), {"entropic/confident_frac": confident_frac}
 
+    @property
+    def moves_threshold(self) -> bool:
+        return getattr(self.config, "second_actuator", "none") == "threshold"  # the reference flavour has none
+
     def metrics(self) -> dict[str, float]:
-        return {f"entropic/{name}": value for name, value in self.controller.metrics().items()}
+        metrics = {f"entropic/{name}": value for name, value in self.controller.metrics().items()}
+        return metrics | ({"entropic/threshold": self.threshold} if self.moves_threshold else {})
 
     def step_state(self) -> dict:
-        return {"alpha": self.alpha}
+        return {"alpha": self.alpha} | ({"threshold": self.threshold} if self.moves_threshold else {})
 
     def load_step_state(self, state: dict) -> None:
         self.alpha = float(state["alpha"])
+        self.threshold = float(state.get("threshold", self.config.threshold))
 
     def state_dict(self) -> dict:
-        return {"controller": self.controller.state_dict()}
+        return {"controller": self.controller.state_dict()} | (
+            {"threshold": self.threshold} if self.moves_threshold else {}
+        )
 
     def load_state_dict(self, state: dict) -> None:
         self.controller.load_state_dict(state["controller"])
         self.alpha = self.controller.alpha
+        self.threshold = float(state.get("threshold", self.config.threshold))  # checkpoints before the option
 
 
 class EntroPICReference(EntroPIC):
