@@ -385,6 +385,23 @@ def test_resuming_a_finished_run_is_refused(tmp_path):
         make_trainer(tmp_path).train(resume_from_checkpoint=True)
 
 
+def test_the_second_actuator_moves_the_threshold_in_trl_while_alpha_is_pinned(tmp_path):
+    # target 10 nats, far above the tiny model's ~3: alpha pinned at -1 from the first window
+    trainer = make_trainer(
+        tmp_path,
+        steps=3,
+        entropic_target_entropy=10.0,
+        entropic_kp=1.0,
+        entropic_second_actuator="threshold",
+        entropic_threshold=0.5,
+        entropic_threshold_floor=0.2,
+        entropic_threshold_windows=3,
+    )
+    trainer.train()
+    assert logged(trainer, "entropic/alpha") == [-1.0] * 3
+    assert logged(trainer, "entropic/threshold") == pytest.approx([0.4, 0.3, 0.2])  # 0.1 a window to the floor
+
+
 def test_auto_gains_freeze_kappa_in_trl_when_no_sequence_has_an_advantage(tmp_path):
     trainer = make_trainer(tmp_path, steps=24, entropic_gains="auto", entropic_target_entropy=3.0)
     trainer.reward_funcs = [lambda completions, **_: [0.0] * len(completions)]  # every group uniform
