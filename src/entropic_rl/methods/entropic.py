@@ -135,8 +135,8 @@ def authority_message(controller: PIController, threshold: float) -> str:
         f"entropic: alpha has been pinned at {bound} ({c.alpha:g}) for {c.pinned} steps with the entropy "
         f"{side} its target ({c.entropy:.4g} against {c.window_target:.4g}): the confident tokens "
         f"(probability > threshold {threshold:g}) cannot move the entropy enough here; a larger gain cannot help. "
-        "Try a lower method.threshold, a target nearer the entropy the run has without control, or more "
-        "on-policy updates per rollout."
+        "Try a lower method.threshold (or method.second_actuator=threshold, which lowers it while alpha is "
+        "pinned), a target nearer the entropy the run has without control, or more on-policy updates per rollout."
     )
 
 
