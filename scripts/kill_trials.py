@@ -206,13 +206,12 @@ def kill_once(trainer, run_dir: Path, seed: int, mode: str, rng: random.Random, 
     process = subprocess.Popen(
         trainer.command(run_dir, seed, resume=False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
-    while mode == "random" and process.poll() is None:
-        if trainer.progress(run_dir) >= target:
-            time.sleep(rng.uniform(0, step_time))
-            break
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    if mode == "random":
+        while process.poll() is None and trainer.progress(run_dir) < target:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, step_time))
+        process.send_signal(signal.SIGKILL)
+    process.wait()  # checkpoint mode: until the run has killed itself
     writing = bool(trainer.writing(run_dir))
     return f"after {trainer.progress(run_dir)} steps" + (", mid-checkpoint" if writing else "")
 

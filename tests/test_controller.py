@@ -318,6 +318,12 @@ def test_the_moved_threshold_decides_which_tokens_are_confident_here_and_in_the_
     assert resumed.threshold == method.threshold == pytest.approx(0.65)
 
 
+def test_the_floor_is_checked_only_where_the_threshold_moves():
+    assert EntroPICConfig(threshold=0.3).threshold_floor == 0.5  # unused without the second actuator
+    with pytest.raises(ValueError, match=r"threshold_floor must be in \[0, threshold \(0.3\)\], got 0.5"):
+        EntroPICConfig(threshold=0.3, second_actuator="threshold")
+
+
 def test_without_saturation_the_second_actuator_changes_nothing():
     plain, split = EntroPIC(EntroPICConfig(target_entropy=1.0, kp=1.0), LossSettings()), split_range(kp=1.0, ki=0.01)
     plain_metrics = []

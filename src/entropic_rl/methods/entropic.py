@@ -74,8 +74,9 @@ class EntroPICConfig(EntroPICControl):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("second_actuator", self.second_actuator, SECOND_ACTUATORS)
-        if not 0.0 <= self.threshold_floor <= self.threshold:
-            raise ValueError(f"threshold_floor must be in [0, threshold], got {self.threshold_floor}")
+        if self.second_actuator == "threshold" and not 0.0 <= self.threshold_floor <= self.threshold:
+            floor, threshold = self.threshold_floor, self.threshold
+            raise ValueError(f"threshold_floor must be in [0, threshold ({threshold})], got {floor}")
         if self.threshold_windows < 1:
             raise ValueError(f"threshold_windows must be >= 1, got {self.threshold_windows}")
         if self.normalize not in NORMALIZE_MODES:
