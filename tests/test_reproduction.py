@@ -149,7 +149,7 @@ def test_run_experiments_runs_the_chosen_comparisons_in_order(tmp_path, monkeypa
     assert [(c[0], c[2], c[3], c[4].name) for c in calls] == [
         (
             "configs/worked.yaml",
-            ["grpo", "entropic", "aec:target_entropy=0.1", "entropic:gains=auto"],
+            ["grpo", "entropic", "aec:target_entropy=0.1", "entropic:gains=auto", "aec-trl:target_entropy=0.1"],
             [0, 1, 2],
             "a-worked",
         ),
