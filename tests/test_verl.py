@@ -286,40 +286,45 @@ def test_gains_auto_adapts_only_while_some_sequences_carry_an_advantage(tmp_path
     assert metrics["entropic/kappa"] == kappa and metrics["entropic/adapt"] == 0.0
 
 
-def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_path, monkeypatch):
+def saved_at_step(tmp_path, monkeypatch, step: int) -> tuple[plugin.EntroPICTrainer, dict]:
+    """A trainer after one step, its checkpoint saved as global step ``step``, and the state it saved."""
     trainer = make_trainer(tmp_path)
     one_step(trainer, monkeypatch, entropy_store(0.5))
-    trainer.global_steps = 7
+    trainer.global_steps = step
     monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
     trainer._save_checkpoint()
-    saved = tmp_path / "checkpoints" / "global_step_7" / STATE_FILE
-    at_save = json.loads(json.dumps(trainer.method.state_dict()))
+    return trainer, json.loads(json.dumps(trainer.method.state_dict()))
+
+
+def restored_at_step(tmp_path, monkeypatch, step: int, *overrides) -> plugin.EntroPICTrainer:
+    """A new trainer whose verl checkpoint load sets global step ``step``, after its ``_load_checkpoint``."""
+    resumed = make_trainer(tmp_path, *overrides)
+    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", step))
+    resumed._load_checkpoint()
+    return resumed
+
+
+def test_the_controller_state_is_saved_with_verl_checkpoints_and_restored(tmp_path, monkeypatch):
+    trainer, at_save = saved_at_step(tmp_path, monkeypatch, 7)
     one_step(trainer, monkeypatch, entropy_store(0.2))  # the live controller moves on after the save
 
-    resumed = make_trainer(tmp_path)
-    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 7))
-    resumed._load_checkpoint()
+    resumed = restored_at_step(tmp_path, monkeypatch, 7)
     assert resumed.method.state_dict() == at_save != trainer.method.state_dict()
 
-    saved.unlink()
+    (tmp_path / "checkpoints" / "global_step_7" / STATE_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=STATE_FILE):
         make_trainer(tmp_path)._load_checkpoint()
 
 
 def test_resume_path_restores_the_controller_from_that_folder(tmp_path, monkeypatch):
-    trainer = make_trainer(tmp_path)
-    one_step(trainer, monkeypatch, entropy_store(0.5))
-    trainer.global_steps = 3
-    monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
-    trainer._save_checkpoint()
-    at_save = json.loads(json.dumps(trainer.method.state_dict()))
+    _, at_save = saved_at_step(tmp_path, monkeypatch, 3)
     elsewhere = tmp_path / "elsewhere" / "global_step_3"
-    (tmp_path / "checkpoints" / "global_step_3").rename(elsewhere.parent.mkdir(parents=True) or elsewhere)
+    elsewhere.parent.mkdir()
+    (tmp_path / "checkpoints" / "global_step_3").rename(elsewhere)
 
-    resumed = make_trainer(tmp_path, "trainer.resume_mode=resume_path", f"trainer.resume_from_path={elsewhere}")
-    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 3))
-    resumed._load_checkpoint()  # nothing is left in default_local_dir: only resume_from_path has it
-    assert resumed.method.state_dict() == at_save
+    # nothing is left in default_local_dir: only resume_from_path has it
+    overrides = ("trainer.resume_mode=resume_path", f"trainer.resume_from_path={elsewhere}")
+    assert restored_at_step(tmp_path, monkeypatch, 3, *overrides).method.state_dict() == at_save
 
 
 def test_the_advantage_fallback_reweights_with_the_old_policy(tmp_path, monkeypatch):
@@ -394,12 +399,9 @@ def test_the_worker_loss_runs_verls_ppo_loss_with_the_global_batch_normaliser(ac
     loss, _ = plugin.EntroPICWorkerLoss(actor_config)({"log_probs": flat}, data)
 
     width = max(lengths)
-    starts = torch.tensor([0, *torch.tensor(lengths).add(2).cumsum(0).tolist()[:-1]])
+    sequences = torch.split(flat, [2 + n for n in lengths])  # its 2 prompt positions, then its n responses'
     ours = torch.stack(
-        [
-            torch.nn.functional.pad(flat[s + 1 : s + 1 + n], (0, width - n))
-            for s, n in zip(starts.tolist(), lengths, strict=True)
-        ]
+        [torch.nn.functional.pad(seq[1 : 1 + n], (0, width - n)) for seq, n in zip(sequences, lengths, strict=True)]
     )
     core, _ = policy_loss(
         ours,

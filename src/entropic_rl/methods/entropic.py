@@ -218,7 +218,7 @@ class EntroPIC(Method):
 
     @property
     def moves_threshold(self) -> bool:
-        return getattr(self.config, "second_actuator", "none") == "threshold"  # the reference flavour has none
+        return self.config.second_actuator == "threshold"
 
     def metrics(self) -> dict[str, float]:
         metrics = {f"entropic/{name}": value for name, value in self.controller.metrics().items()}
@@ -245,6 +245,7 @@ class EntroPIC(Method):
 class EntroPICReference(EntroPIC):
     config_class = EntroPICReferenceConfig
     advantage_weights = Method.advantage_weights  # its normalisation is not a weight: refused
+    moves_threshold = False  # the authors' threshold is fixed
 
     def _controller(self) -> PIController:
         c = self.config

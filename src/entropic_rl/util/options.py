@@ -197,13 +197,12 @@ def _coerce(value, hint, name: str):
             return value
         if option_type is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        # a number, or text that is one (YAML reads 3e-3 as text)
         if (
             option_type is float
+            and isinstance(value, (int, float, str))
             and not isinstance(value, bool)
-            and (
-                isinstance(value, (int, float))
-                or (isinstance(value, str) and _is_float(value))  # YAML reads 3e-3 as text
-            )
+            and _is_float(value)
         ):
             number = float(value)
             if not math.isfinite(number):
